@@ -1,0 +1,44 @@
+"""Pieces shared by the CLI subcommands: options, output files, progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm import tqdm
+
+
+T = TypeVar("T")
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="auto", help="auto (a GPU when present, else the CPU), cpu, cuda or cuda:N (default: auto)"
+    )
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+    """A progress bar on stderr, hidden when stderr is not a terminal."""
+    return iter(tqdm(items, desc=desc, total=total, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False))
+
+
+class ProgressCallback:
+    """A ``callback(done, total, item)`` drawing a progress bar on stderr (hidden when not a terminal)."""
+
+    def __init__(self, desc: str) -> None:
+        self._bar: tqdm | None = None
+        self._desc = desc
+
+    def __call__(self, done: int, total: int, item: str) -> None:
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=self._desc, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+        self._bar.set_postfix_str(item)
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self._bar.close()

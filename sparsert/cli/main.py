@@ -1,0 +1,40 @@
+"""The ``sparsert`` command line: subcommands for headless work and batch runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sparsert import __version__
+from sparsert.cli import data_cmd, demo_cmd, evaluate_cmd
+from sparsert.errors import SparseRTError
+
+SUBCOMMANDS = (demo_cmd, data_cmd, evaluate_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparsert",
+        description="SparseRT: radiotherapy planning from sparse annotations (scribbles and clicks).",
+    )
+    parser.add_argument("--version", action="version", version=f"sparsert {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except SparseRTError as exc:
+        print(f"sparsert {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"sparsert {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

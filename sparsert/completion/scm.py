@@ -1,0 +1,79 @@
+"""Scribble completion with the trained SCM network (the ``scm`` method)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from sparsert.completion.scm_forward import scm_pass
+from sparsert.device import resolve_device
+from sparsert.io.segmentation import BACKGROUND, Segment, Segmentation
+from sparsert.io.volume import Volume
+from sparsert.models.registry import resolve_weights
+from sparsert.models.scm import SCMConfig, SCMNet
+from sparsert.preprocessing.ct import ct_channels
+
+DEFAULT_MODEL = "scm"
+
+
+def load_scm(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> SCMNet:
+    """An SCM network with trained weights (registry name or checkpoint path), in eval mode."""
+    path, _ = resolve_weights(name_or_path, task="completion")
+    return load_scm_checkpoint(path, device)
+
+
+def load_scm_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> SCMNet:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    config = SCMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    net = SCMNet(config)
+    net.load_state_dict(state["model"])
+    return net.to(resolve_device(device)).eval()
+
+
+def structure_and_background(scribbles: Segmentation) -> tuple[list[Segment], np.ndarray]:
+    structures = [s for s in scribbles.segments if s.name.lower() != BACKGROUND]
+    bg = scribbles.find(BACKGROUND)
+    background = bg.mask if bg is not None else np.zeros(scribbles.geometry.shape, bool)
+    return structures, background
+
+
+@torch.no_grad()
+def predict_probabilities(
+    net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji
+) -> np.ndarray:
+    """Per-structure probability volumes (K, D, H, W) float32; zero outside each structure's crop."""
+    device = next(net.parameters()).device
+    result = scm_pass(net, image, structures, background, spacing_kji, device=device)
+    probs = np.zeros(structures.shape, dtype=np.float32)
+    for out in result.structures:
+        full = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(result.roi, out.box))
+        probs[(out.index,) + full] = torch.sigmoid(out.logits)[0, 0].cpu().numpy()
+    return probs
+
+
+def masks_from_probabilities(probs: np.ndarray, structures: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Threshold at 0.5, honour the scribbles, keep only connected parts that hold a scribble."""
+    masks = probs >= 0.5
+    for k in range(masks.shape[0]):
+        m = (masks[k] | structures[k]) & ~(background & ~structures[k])
+        labels, n = ndimage.label(m)
+        if n > 1:
+            keep = np.unique(labels[structures[k] & (labels > 0)])
+            m = np.isin(labels, keep)
+        masks[k] = m
+    return masks
+
+
+def complete_scm(
+    image: Volume, scribbles: Segmentation, net: SCMNet | None = None, device: str | torch.device = "auto"
+) -> Segmentation:
+    """Dense structures from scribbles: one segment per scribbled structure (names and colours kept)."""
+    net = net or load_scm(device=device)
+    structures, background = structure_and_background(scribbles)
+    stack = np.stack([s.mask for s in structures])
+    probs = predict_probabilities(net, ct_channels(image.array), stack, background, image.geometry.spacing_kji)
+    masks = masks_from_probabilities(probs, stack, background)
+    return Segmentation(image.geometry, [Segment(s.name, m, s.color) for s, m in zip(structures, masks)])

@@ -1,0 +1,1 @@
+"""Evaluation of predictions against references, on files and whole data sets."""

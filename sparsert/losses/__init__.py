@@ -1,0 +1,1 @@
+"""Training losses, grouped by task."""

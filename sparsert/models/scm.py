@@ -1,0 +1,115 @@
+"""The Scribble Completion Module (SCM) network.
+
+A lightweight 3D encoder gives voxel features; each scribbled class k gets a centroid c_k, the mean
+of the l2-normalised features over its scribble voxels; cosine similarity to the centroids divided by
+a temperature gives coarse class logits; a lightweight decoder refines them, one structure at a time,
+into a dense mask. Classes are defined by their centroids, so one trained model completes any set of
+structures, including names it never saw. Output is multi-label: one independent mask per structure
+(targets overlap organs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import UNet
+from torch import nn
+
+
+@dataclass
+class SCMConfig:
+    in_channels: int = 2  # CT wide window + soft-tissue window
+    feature_channels: int = 16
+    encoder_channels: tuple[int, ...] = (8, 16, 32, 64)
+    decoder_channels: tuple[int, ...] = (8, 16, 32)
+    encoder_res_units: int = 1
+    decoder_res_units: int = 0  # the decoder runs once per structure: kept shallow for CPU speed
+    temperature: float = 0.1
+    use_clustering: bool = True  # ablation: without it the decoder sees only scribbles and the image
+    distance_scale_mm: float = 30.0  # scribble distance maps are divided by this
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Per-structure decoder inputs: own similarity, best rival similarity, own scribble, background
+# scribble, other structures' scribbles, distance to own scribble; then the image channels.
+_DECODER_FIXED_INPUTS = 6
+
+
+class SCMNet(nn.Module):
+    def __init__(self, config: SCMConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or SCMConfig()
+        self.encoder = UNet(
+            spatial_dims=3,
+            in_channels=config.in_channels,
+            out_channels=config.feature_channels,
+            channels=config.encoder_channels,
+            strides=(2,) * (len(config.encoder_channels) - 1),
+            num_res_units=config.encoder_res_units,
+        )
+        self.decoder = UNet(
+            spatial_dims=3,
+            in_channels=_DECODER_FIXED_INPUTS + config.in_channels,
+            out_channels=1,
+            channels=config.decoder_channels,
+            strides=(2,) * (len(config.decoder_channels) - 1),
+            num_res_units=config.decoder_res_units,
+        )
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """l2-normalised voxel features, (B, C, D, H, W)."""
+        return F.normalize(self.encoder(image), dim=1)
+
+    @staticmethod
+    def centroids(features: torch.Tensor, scribbles: torch.Tensor) -> torch.Tensor:
+        """Per-class centroids (B, K, C) from scribbles (B, K, D, H, W), each a unit vector.
+
+        The mean is taken over the already-normalised voxel features, then normalised itself so that
+        the dot product with a voxel feature is a cosine similarity.
+        """
+        weights = scribbles.flatten(2)  # B, K, N
+        counts = weights.sum(-1, keepdim=True).clamp_min(1.0)
+        means = torch.einsum("bkn,bcn->bkc", weights, features.flatten(2)) / counts
+        return F.normalize(means, dim=-1)
+
+    def similarities(self, features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+        """Coarse class logits: cosine similarity / temperature, (B, K, D, H, W)."""
+        return torch.einsum("bcdhw,bkc->bkdhw", features, centroids) / self.config.temperature
+
+    def decode(
+        self,
+        image: torch.Tensor,
+        own_similarity: torch.Tensor,
+        rival_similarity: torch.Tensor,
+        own_scribble: torch.Tensor,
+        background_scribble: torch.Tensor,
+        other_scribbles: torch.Tensor,
+        own_distance: torch.Tensor,
+    ) -> torch.Tensor:
+        """Dense logit of one structure per batch item; every input is (N, 1|C, D, H, W) on one crop."""
+        if not self.config.use_clustering:
+            own_similarity = torch.zeros_like(own_similarity)
+            rival_similarity = torch.zeros_like(rival_similarity)
+        x = torch.cat(
+            [own_similarity, rival_similarity, own_scribble, background_scribble, other_scribbles, own_distance, image],
+            dim=1,
+        )
+        return self.decoder(x)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Zero-pad the last three axes up to a multiple (U-Nets need it); returns the original size."""
+    size = tuple(x.shape[-3:])
+    target = [-(-s // multiple) * multiple for s in size]
+    pad = []
+    for s, t in reversed(list(zip(size, target))):
+        pad += [0, t - s]
+    return (F.pad(x, pad) if any(pad) else x), size  # type: ignore[return-value]
+
+
+def crop_back(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    return x[..., : size[0], : size[1], : size[2]]

@@ -1,0 +1,1 @@
+"""Image preprocessing shared by the models (intensity normalisation, windows)."""

@@ -1,0 +1,30 @@
+"""CT intensities: Hounsfield units and network input channels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# OpenKBP stores CT as HU + 1024 (values 0..4095); real CT in HU always contains air near -1000.
+_OFFSET_CT_AIR_THRESHOLD = -500.0
+OPENKBP_HU_OFFSET = 1024.0
+
+
+def ct_to_hu(ct: np.ndarray) -> np.ndarray:
+    """CT in Hounsfield units, undoing a +1024 storage offset when the array has no air below -500."""
+    ct = ct.astype(np.float32)
+    if ct.min() > _OFFSET_CT_AIR_THRESHOLD:
+        ct = ct - OPENKBP_HU_OFFSET
+    return ct
+
+
+def soft_tissue_window(hu: np.ndarray, level: float = 40.0, width: float = 400.0) -> np.ndarray:
+    """HU mapped to 0..1 over a window (default: soft tissue, -160..240 HU)."""
+    lo = level - width / 2
+    return np.clip((hu - lo) / width, 0.0, 1.0).astype(np.float32)
+
+
+def ct_channels(ct: np.ndarray) -> np.ndarray:
+    """Network input channels from a CT array: a wide window and a soft-tissue window, (2, ...)."""
+    hu = ct_to_hu(ct)
+    wide = np.clip(hu, -1000.0, 2000.0) / 1000.0
+    return np.stack([wide.astype(np.float32), soft_tissue_window(hu)])

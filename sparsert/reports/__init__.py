@@ -1,0 +1,1 @@
+"""Human-readable outputs: DVH tables and plots, metric tables."""

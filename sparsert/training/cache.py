@@ -1,0 +1,119 @@
+"""Preprocessed training volumes, cached on disk so that epochs never re-parse CSV or NIfTI.
+
+One compressed ``.npz`` per case in a cache folder outside the repository, keyed by dataset path
+and preprocessing version; a case is recomputed only when its entry is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sparsert.completion.supervoxels import supervoxel_boundary_target
+from sparsert.data.datasets import Dataset
+from sparsert.io.volume import Geometry
+from sparsert.preprocessing.ct import ct_channels
+
+CACHE_VERSION = "1"
+
+
+@dataclass
+class CachedCase:
+    case_id: str
+    image: np.ndarray  # (C, D, H, W) float32 network channels
+    names: list[str]
+    masks: np.ndarray  # (K, D, H, W) bool
+    body: np.ndarray  # (D, H, W) bool
+    boundary: np.ndarray  # (D, H, W) float32 soft supervoxel boundary target
+    spacing_kji: tuple[float, float, float]
+    dose: np.ndarray | None = None  # (D, H, W) float32 Gy
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("SPARSERT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sparsert"
+    return Path(base) / "preprocessed"
+
+
+def cache_dir_for(dataset: Dataset, root: Path | None = None) -> Path:
+    key = hashlib.sha1(f"{dataset.format}:{Path(dataset.root).resolve()}:{CACHE_VERSION}".encode()).hexdigest()[:12]
+    return (root or default_cache_root()) / f"{Path(dataset.root).name}-{key}"
+
+
+def preprocess_case(dataset: Dataset, case_id: str) -> CachedCase:
+    case = dataset.load(case_id)
+    ct = case.images["ct"]
+    geometry: Geometry = ct.geometry
+    if case.structures is None:
+        raise ValueError(f"case {case_id} has no structures")
+    structures = case.structures.resampled(geometry)
+    body = case.possible_dose_mask.array > 0 if case.possible_dose_mask is not None else np.ones(geometry.shape, bool)
+    names = [s.name for s in structures.segments if s.mask.any()]
+    masks = np.stack([structures[n].mask for n in names]) if names else np.zeros((0,) + geometry.shape, bool)
+    return CachedCase(
+        case_id=case_id,
+        image=ct_channels(ct.array),
+        names=names,
+        masks=masks,
+        body=body,
+        boundary=supervoxel_boundary_target(ct.array, geometry.spacing_kji, body),
+        spacing_kji=geometry.spacing_kji,
+        dose=case.dose.array.astype(np.float32) if case.dose is not None else None,
+    )
+
+
+def _save(path: Path, c: CachedCase) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(
+        tmp,
+        image=c.image.astype(np.float16),
+        names=np.array(c.names),
+        masks=np.packbits(c.masks, axis=-1),
+        shape=np.array(c.body.shape),
+        body=np.packbits(c.body, axis=-1),
+        boundary=c.boundary.astype(np.float16),
+        spacing=np.array(c.spacing_kji),
+        dose=c.dose if c.dose is not None else np.zeros(0, np.float32),
+    )
+    tmp.replace(path)  # atomic: a half-written entry never looks complete
+
+
+def load_cached(path: Path) -> CachedCase:
+    z = np.load(path)
+    shape = tuple(int(s) for s in z["shape"])
+    names = [str(n) for n in z["names"]]
+    masks = np.unpackbits(z["masks"], axis=-1, count=shape[-1]).astype(bool) if names else np.zeros((0,) + shape, bool)
+    return CachedCase(
+        case_id=path.stem,
+        image=z["image"].astype(np.float32),
+        names=names,
+        masks=masks.reshape((len(names),) + shape),
+        body=np.unpackbits(z["body"], axis=-1, count=shape[-1]).astype(bool),
+        boundary=z["boundary"].astype(np.float32),
+        spacing_kji=tuple(float(s) for s in z["spacing"]),
+        dose=z["dose"] if z["dose"].size else None,
+    )
+
+
+def cached_cases(
+    dataset: Dataset,
+    root: Path | None = None,
+    case_ids: list[str] | None = None,
+    on_case: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Paths of the cached entries of ``case_ids`` (all cases by default), computing missing ones."""
+    folder = cache_dir_for(dataset, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for case_id in case_ids or dataset.case_ids():
+        path = folder / f"{case_id}.npz"
+        if not path.exists():
+            _save(path, preprocess_case(dataset, case_id))
+        if on_case:
+            on_case(case_id)
+        paths.append(path)
+    return paths

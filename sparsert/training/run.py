@@ -1,0 +1,69 @@
+"""A training run folder: resolved config, per-step metrics, resumable checkpoints.
+
+Layout of ``RUN/``: ``config.yaml`` (every hyper-parameter, resolved), ``metrics.jsonl`` (one JSON
+object per logged step), ``checkpoint.pt`` (model, optimiser and scheduler state, step, best score,
+written atomically) and ``best.pt`` (weights only, with the model config, for shipping).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+
+class RunFolder:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.path / "best.pt"
+
+    def write_config(self, config: Any) -> None:
+        data = asdict(config) if is_dataclass(config) else dict(config)
+        (self.path / "config.yaml").write_text(yaml.safe_dump(_plain(data), sort_keys=False))
+
+    def log(self, step: int, **values: Any) -> None:
+        record = {"step": step, "time_s": round(time.time() - self.started, 2), **_plain(values)}
+        with open(self.path / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def save_checkpoint(self, state: dict) -> None:
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    def load_checkpoint(self) -> dict | None:
+        if not self.checkpoint_path.exists():
+            return None
+        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+
+    def save_best(self, model_state: dict, model_config: dict, metadata: dict) -> None:
+        tmp = self.best_path.with_suffix(".tmp")
+        torch.save({"model": model_state, "config": _plain(model_config), "metadata": _plain(metadata)}, tmp)
+        tmp.replace(self.best_path)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, paths to strings: what YAML, JSON and weights_only loading accept."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value

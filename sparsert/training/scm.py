@@ -1,0 +1,241 @@
+"""Training of the scribble completion module on simulated scribbles.
+
+Each step draws a case, a random subset of its structures and scribbles of a random style and
+density (real users vary), crops a region around them and applies the switchable losses: dense
+supervision where masks exist, partial cross-entropy on scribbles, compactness, separation and the
+supervoxel boundary loss.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from sparsert.completion.scm import masks_from_probabilities, predict_probabilities
+from sparsert.completion.scm_forward import ROI_MARGIN_MM, bounding_box, margin_voxels, scm_pass
+from sparsert.io.segmentation import Segment, Segmentation
+from sparsert.io.volume import Geometry
+from sparsert.losses.completion import boundary_alignment, compactness, dense_bce_dice, partial_bce, separation
+from sparsert.metrics.segmentation import dice
+from sparsert.models.scm import SCMConfig, SCMNet
+from sparsert.scribbles.simulate import simulate_scribbles
+from sparsert.training.cache import CachedCase, load_cached
+from sparsert.training.run import RunFolder
+
+
+@dataclass
+class LossWeights:
+    dense: float = 1.0
+    partial_ce: float = 1.0
+    compactness: float = 0.1
+    separation: float = 0.1
+    boundary: float = 0.1
+
+
+@dataclass
+class SCMTrainConfig:
+    steps: int = 20000
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+    roi_max: tuple[int, int, int] = (48, 96, 96)
+    structure_keep_p: float = 0.8
+    val_every: int = 500
+    checkpoint_every: int = 50
+    log_every: int = 10
+    val_cases: int = 6
+    threads: int = 2
+    workers: int = 1
+    model: SCMConfig = field(default_factory=SCMConfig)
+    losses: LossWeights = field(default_factory=LossWeights)
+
+
+# The evaluation setting of the completion issue: about every second slice, single-voxel lines.
+EVAL_SCRIBBLES = dict(slice_fraction=0.5, style="line", line_width_vox=1)
+
+
+def _geometry(case: CachedCase) -> Geometry:
+    sp = case.spacing_kji
+    return Geometry(case.body.shape, (sp[2], sp[1], sp[0]), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+
+
+def simulate_for(case: CachedCase, keep: list[int], rng: np.random.Generator, **options) -> tuple[np.ndarray, np.ndarray]:
+    structures = Segmentation(_geometry(case), [Segment(case.names[k], case.masks[k]) for k in keep])
+    scribbles = simulate_scribbles(structures, body_mask=case.body, seed=rng, **options)
+    stack = np.stack([scribbles[case.names[k]].mask for k in keep])
+    return stack, scribbles["Background"].mask
+
+
+def training_scribble_options(rng: np.random.Generator) -> dict:
+    style = rng.choice(["line", "mixed", "dot"], p=[0.45, 0.45, 0.1])
+    return dict(
+        slice_fraction=float(rng.uniform(0.15, 0.9)),
+        style=str(style),
+        line_width_vox=int(rng.choice([1, 1, 2])),
+    )
+
+
+class ScribbleSamples(IterableDataset):
+    """Endless training samples: (image, scribbles, background, truth, boundary) crops."""
+
+    def __init__(self, paths: list[Path], config: SCMTrainConfig) -> None:
+        self.paths = paths
+        self.config = config
+        self._cache: dict[Path, CachedCase] = {}
+
+    def _case(self, path: Path) -> CachedCase:
+        if path not in self._cache:
+            self._cache[path] = load_cached(path)
+        return self._cache[path]
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng(self.config.seed + 7919 * (info.id if info else 0) + int(time.time()) % 100000)
+        while True:
+            sample = self._sample(rng)
+            if sample is not None:
+                yield sample
+
+    def _sample(self, rng: np.random.Generator) -> dict | None:
+        case = self._case(self.paths[rng.integers(len(self.paths))])
+        if not case.names:
+            return None
+        keep = [k for k in range(len(case.names)) if rng.random() < self.config.structure_keep_p]
+        keep = keep or [int(rng.integers(len(case.names)))]
+        scribbles, background = simulate_for(case, keep, rng, **training_scribble_options(rng))
+        shape = case.body.shape
+        roi = bounding_box(scribbles.any(0), margin_voxels(ROI_MARGIN_MM, case.spacing_kji), shape)
+        if roi is None:
+            return None
+        roi = _random_subbox(roi, self.config.roi_max, rng)
+        crop = (slice(None),) + roi
+        scr = scribbles[crop]
+        if not scr.any():
+            return None
+        return {
+            "image": torch.from_numpy(case.image[crop].copy()),
+            "scribbles": torch.from_numpy(scr.copy()),
+            "background": torch.from_numpy(background[roi].copy()),
+            "truth": torch.from_numpy(case.masks[keep][crop].copy()),
+            "boundary": torch.from_numpy(case.boundary[roi].copy()),
+            "spacing": torch.tensor(case.spacing_kji),
+        }
+
+
+def _random_subbox(box, max_size, rng) -> tuple[slice, slice, slice]:
+    out = []
+    for s, m in zip(box, max_size):
+        n = s.stop - s.start
+        if n <= m:
+            out.append(s)
+        else:
+            start = s.start + int(rng.integers(n - m + 1))
+            out.append(slice(start, start + m))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def step_losses(net: SCMNet, sample: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
+    image = sample["image"].numpy()
+    scribbles = sample["scribbles"].numpy()
+    background = sample["background"].numpy()
+    truth = sample["truth"].float()
+    boundary = sample["boundary"]
+    spacing = tuple(float(s) for s in sample["spacing"])
+    full = tuple(slice(0, s) for s in background.shape)
+    out = scm_pass(net, image, scribbles, background, spacing, roi=full)
+
+    scr = out.scribbles[0]  # K + 1, D, H, W
+    terms = {name: [] for name in ("dense", "partial_ce", "boundary")}
+    for s in out.structures:
+        crop = (slice(None),) + s.box
+        k = s.index
+        t = truth[k][s.box][None, None]
+        positive = scr[k][s.box][None, None]
+        others = torch.cat([scr[:k], scr[k + 1 : -1]]).amax(0)[s.box] if scr.shape[0] > 2 else torch.zeros_like(positive[0, 0])
+        negative = torch.maximum(scr[-1][s.box], others * (1 - t[0, 0]))[None, None]
+        terms["dense"].append(dense_bce_dice(s.logits, t))
+        terms["partial_ce"].append(partial_bce(s.logits, positive, negative))
+        terms["boundary"].append(boundary_alignment(torch.sigmoid(s.logits), boundary[crop[1:]][None, None]))
+    losses = {name: torch.stack(v).mean() for name, v in terms.items() if v}
+    feats = out.features.flatten(2)
+    losses["compactness"] = compactness(feats, out.scribbles.flatten(2), out.centroids)
+    losses["separation"] = separation(out.centroids, out.present)
+    total = sum(getattr(weights, name) * value for name, value in losses.items() if getattr(weights, name) > 0)
+    losses["total"] = total
+    return losses
+
+
+def validate(net: SCMNet, cases: list[CachedCase], seed: int = 1234) -> dict:
+    """Mean Dice per structure at the issue's sparse evaluation setting."""
+    net.eval()
+    per_structure: dict[str, list[float]] = {}
+    for i, case in enumerate(cases):
+        rng = np.random.default_rng(seed + i)
+        keep = list(range(len(case.names)))
+        scribbles, background = simulate_for(case, keep, rng, **EVAL_SCRIBBLES)
+        probs = predict_probabilities(net, case.image, scribbles, background, case.spacing_kji)
+        masks = masks_from_probabilities(probs, scribbles, background)
+        for k in keep:
+            per_structure.setdefault(case.names[k], []).append(dice(masks[k], case.masks[k]))
+    net.train()
+    means = {name: float(np.mean(v)) for name, v in sorted(per_structure.items())}
+    return {"mean_dice": float(np.mean([d for v in per_structure.values() for d in v])), "per_structure": means}
+
+
+def train_scm(train_paths: list[Path], val_paths: list[Path], run: RunFolder, config: SCMTrainConfig, resume: bool = True) -> dict:
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    torch.set_num_threads(config.threads)
+    net = SCMNet(config.model)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
+    )
+    step, best = 0, -1.0
+    state = run.load_checkpoint() if resume else None
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, best = state["step"], state["best"]
+    run.write_config(config)
+    val_cases = [load_cached(p) for p in val_paths[: config.val_cases]]
+    loader = DataLoader(
+        ScribbleSamples(train_paths, config), batch_size=None, num_workers=config.workers,
+        persistent_workers=config.workers > 0, prefetch_factor=4 if config.workers else None,
+    )
+    net.train()
+    running: dict[str, float] = {}
+    for sample in loader:
+        if step >= config.steps:
+            break
+        losses = step_losses(net, sample, config.losses)
+        optimiser.zero_grad()
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        optimiser.step()
+        scheduler.step()
+        step += 1
+        for name, value in losses.items():
+            running[name] = running.get(name, 0.0) + float(value)
+        if step % config.log_every == 0:
+            run.log(step, lr=scheduler.get_last_lr()[0], **{k: v / config.log_every for k, v in running.items()})
+            running = {}
+        if step % config.val_every == 0 or step == config.steps:
+            result = validate(net, val_cases)
+            run.log(step, **{f"val_{k}": v for k, v in result.items()})
+            if result["mean_dice"] > best:
+                best = result["mean_dice"]
+                run.save_best(net.state_dict(), config.model.to_dict(), {"step": step, "val": result})
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            run.save_checkpoint(
+                {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "best": best}
+            )
+    return {"step": step, "best_mean_dice": best}
