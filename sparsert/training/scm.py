@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from sparsert.completion.scm import masks_from_probabilities, predict_probabilities
 from sparsert.completion.scm_forward import ROI_MARGIN_MM, bounding_box, margin_voxels, scm_pass
+from sparsert.device import resolve_device
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry
 from sparsert.losses.completion import boundary_alignment, compactness, dense_bce_dice, partial_bce, separation
@@ -142,14 +143,15 @@ def _random_subbox(box, max_size, rng) -> tuple[slice, slice, slice]:
 
 
 def step_losses(net: SCMNet, sample: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
+    device = next(net.parameters()).device
     image = sample["image"].numpy()
     scribbles = sample["scribbles"].numpy()
     background = sample["background"].numpy()
-    truth = sample["truth"].float()
-    boundary = sample["boundary"]
+    truth = sample["truth"].float().to(device)
+    boundary = sample["boundary"].to(device)
     spacing = tuple(float(s) for s in sample["spacing"])
     full = tuple(slice(0, s) for s in background.shape)
-    out = scm_pass(net, image, scribbles, background, spacing, roi=full)
+    out = scm_pass(net, image, scribbles, background, spacing, roi=full, device=device)
 
     scr = out.scribbles[0]  # K + 1, D, H, W
     terms = {name: [] for name in ("dense", "partial_ce", "boundary")}
@@ -189,11 +191,14 @@ def validate(net: SCMNet, cases: list[CachedCase], seed: int = 1234) -> dict:
     return {"mean_dice": float(np.mean([d for v in per_structure.values() for d in v])), "per_structure": means}
 
 
-def train_scm(train_paths: list[Path], val_paths: list[Path], run: RunFolder, config: SCMTrainConfig, resume: bool = True) -> dict:
+def train_scm(
+    train_paths: list[Path], val_paths: list[Path], run: RunFolder, config: SCMTrainConfig,
+    resume: bool = True, device: str | torch.device = "auto",
+) -> dict:
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     torch.set_num_threads(config.threads)
-    net = SCMNet(config.model)
+    net = SCMNet(config.model).to(resolve_device(device))
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
