@@ -1,0 +1,179 @@
+"""ScribbleDose: a predicted 3D dose from a few scribbles on a planning CT.
+
+The module is a thin Slicer front end: the work happens in ``ScribbleDoseLib.logic`` (Qt-free) and
+the ``sparsert`` core package.
+"""
+
+import numpy as np
+import slicer
+import vtk
+from ScribbleDoseLib.logic import ScribbleDoseSceneLogic
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from sparsert.errors import InputError, MissingComponentError, SparseRTError
+from sparsert.io.segmentation import Segmentation
+from sparsert.io.volume import Geometry, Volume
+from sparsert.mrml import add_segmentation_node, add_volume_node
+
+
+class ScribbleDose(ScriptedLoadableModule):
+    """Module description shown in Slicer's module list and help panel."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Scribble Dose")
+        self.parent.categories = ["Radiotherapy"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SparseRT developers"]
+        self.parent.helpText = _(
+            "Draw a few strokes inside each structure (targets and organs at risk) on a planning CT; "
+            "ScribbleDose completes them into dense structures and predicts the 3D dose they imply, "
+            "shown as a dose overlay with isodose lines, dose-volume histograms and plan metrics. "
+            "Research software: nothing it predicts is a clinical plan."
+        )
+        self.parent.acknowledgementText = _(
+            "Developed by the SparseRT developers. Trained and evaluated on the OpenKBP Grand Challenge data "
+            "(A. Babier et al., Medical Physics 48:5549-5561, 2021). Built from the 3D Slicer scripted module template."
+        )
+
+
+@parameterNodeWrapper
+class ScribbleDoseParameterNode:
+    """The module's inputs, saved with the scene.
+
+    ctVolume - the planning CT.
+    scribbles - a few strokes per structure, one segment per structure (plus Background).
+    """
+
+    ctVolume: vtkMRMLScalarVolumeNode
+    scribbles: vtkMRMLSegmentationNode
+
+
+class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: input selectors bound to the parameter node, an Apply button and a status line."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)  # observes the parameter node
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ScribbleDose.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        # The .ui connects the top-level widget's mrmlSceneChanged signal to every node selector.
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = ScribbleDoseLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        # Stop reacting to parameter changes while the module is not shown.
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        # Preselect a volume to save the user a click.
+        firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if not self._parameterNode.ctVolume and firstVolume:
+            self._parameterNode.ctVolume = firstVolume
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Widgets carrying the "SlicerParameterName" property in the .ui are bound to the parameters.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        ready = bool(self._parameterNode and self._parameterNode.ctVolume and self._parameterNode.scribbles)
+        self.ui.applyButton.enabled = ready
+        self.ui.applyButton.toolTip = (
+            _("Complete the scribbles into structures and predict the dose.")
+            if ready
+            else _("Select a CT volume and a scribble segmentation.")
+        )
+
+    def onApplyButton(self) -> None:
+        self.ui.statusLabel.text = ""
+        with slicer.util.tryWithErrorDisplay(_("Dose prediction failed."), waitCursor=True):
+            try:
+                doseNode = self.logic.predictDose(self._parameterNode.ctVolume, self._parameterNode.scribbles)
+            except SparseRTError as error:
+                self.ui.statusLabel.text = str(error)
+                raise
+            self.ui.statusLabel.text = _("Predicted dose: {name}").format(name=doseNode.GetName())
+
+
+class ScribbleDoseLogic(ScribbleDoseSceneLogic, ScriptedLoadableModuleLogic):
+    """The Qt-free scene logic on Slicer's scene, plus the module's parameter node."""
+
+    def __init__(self) -> None:
+        super().__init__(slicer.mrmlScene)
+
+    def getParameterNode(self) -> ScribbleDoseParameterNode:
+        return ScribbleDoseParameterNode(super().getParameterNode())
+
+
+class ScribbleDoseTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer (ctest, or the module's Reload and Test button)."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_missing_inputs_are_named()
+        self.setUp()
+        self.test_prediction_reports_the_missing_model()
+
+    def test_missing_inputs_are_named(self) -> None:
+        with self.assertRaisesRegex(InputError, "no CT volume"):
+            ScribbleDoseLogic().predictDose(None, None)
+
+    def test_prediction_reports_the_missing_model(self) -> None:
+        grid = Geometry(shape=(8, 10, 12), spacing=(2.0, 2.0, 3.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()))
+        ct = add_volume_node(slicer.mrmlScene, Volume(np.full(grid.shape, -1000, np.int16), grid), "CT")
+        stroke = np.zeros(grid.shape, bool)
+        stroke[4, 3:7, 5] = True
+        scribbles = Segmentation(grid)
+        scribbles.add("PTV70", stroke)
+        scribblesNode = add_segmentation_node(slicer.mrmlScene, scribbles, "Scribbles", ct)
+        with self.assertRaisesRegex(MissingComponentError, "dose-prediction model"):
+            ScribbleDoseLogic().predictDose(ct, scribblesNode)
+        self.delayDisplay("ScribbleDose test passed")

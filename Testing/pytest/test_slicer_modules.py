@@ -1,0 +1,265 @@
+"""The three Slicer modules, without the Slicer application.
+
+Static checks read the sources (the module files import Qt, which the slicer-core wheel lacks);
+the Qt-free scene logics run for real on a headless scene with OpenKBP and STS data.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicer
+
+from sparsert.errors import InputError, MissingComponentError
+from sparsert.io.segmentation import Segmentation
+from sparsert.io.volume import Volume
+from sparsert.mrml import HeadlessSlicer, add_segmentation_node, add_volume_node
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODULES = ["ScribbleDose", "InteractiveRefine", "CrossModalSeg"]
+# Parameters each module's parameter node must hold (the inputs of its main action).
+PARAMETERS = {
+    "ScribbleDose": {"ctVolume", "scribbles"},
+    "InteractiveRefine": {"inputVolume"},
+    "CrossModalSeg": {"ctVolume", "mrVolume"},
+}
+
+
+def _source(module: str) -> ast.Module:
+    return ast.parse((REPO_ROOT / module / f"{module}.py").read_text())
+
+
+def _classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def _ui(module: str) -> ET.Element:
+    return ET.parse(REPO_ROOT / module / "Resources" / "UI" / f"{module}.ui").getroot()
+
+
+def _cmake_list(text: str, variable: str, module: str) -> set[str]:
+    match = re.search(rf"set\({variable}\s+(.*?)\)", text, re.DOTALL)
+    assert match, f"{variable} not set"
+    return {item.replace("${MODULE_NAME}", module) for item in match.group(1).split()}
+
+
+# --- static checks -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_widget_uses_only_widgets_of_its_ui_file(module):
+    used = {
+        node.attr
+        for node in ast.walk(_source(module))
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "ui"
+        and isinstance(node.value.value, ast.Name)
+        and node.value.value.id == "self"
+    }
+    defined = {widget.get("name") for widget in _ui(module).iter("widget")}
+    assert {"applyButton", "statusLabel"} <= used
+    assert used <= defined, f"{module}.py uses widgets missing from {module}.ui: {sorted(used - defined)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_binds_exactly_the_parameter_node_fields(module):
+    wrapper = _classes(_source(module))[f"{module}ParameterNode"]
+    assert any(isinstance(d, ast.Name) and d.id == "parameterNodeWrapper" for d in wrapper.decorator_list)
+    fields = {item.target.id for item in wrapper.body if isinstance(item, ast.AnnAssign)}
+    bound = {
+        prop.find("string").text
+        for prop in _ui(module).iter("property")
+        if prop.get("name") == "SlicerParameterName"
+    }
+    assert fields == bound == PARAMETERS[module]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_has_inputs_section_apply_button_and_status(module):
+    root = _ui(module)
+    widgets = {w.get("name"): w.get("class") for w in root.iter("widget")}
+    assert widgets[module] == "qMRMLWidget"
+    assert widgets["applyButton"] == "QPushButton" and widgets["statusLabel"] == "QLabel"
+    inputs = next(w for w in root.iter("widget") if w.get("name") == "inputsCollapsibleButton")
+    assert inputs.get("class") == "ctkCollapsibleButton"
+    assert inputs.find("property[@name='text']/string").text == "Inputs"
+    selectors = [w.get("name") for w in inputs.iter("widget") if w.get("class") == "qMRMLNodeComboBox"]
+    assert len(selectors) == len(PARAMETERS[module])
+    # Every selector gets the scene from the top-level widget, or it stays empty in Slicer.
+    connected = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    assert connected == set(selectors)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_file_follows_the_scripted_module_template(module):
+    tree = _source(module)
+    classes = _classes(tree)
+    bases = {name: {ast.unparse(b) for b in cls.bases} for name, cls in classes.items()}
+    assert bases[module] == {"ScriptedLoadableModule"}
+    assert {"ScriptedLoadableModuleWidget", "VTKObservationMixin"} <= bases[f"{module}Widget"]
+    assert bases[f"{module}Logic"] == {f"{module}SceneLogic", "ScriptedLoadableModuleLogic"}
+    assert bases[f"{module}Test"] == {"ScriptedLoadableModuleTest"}
+    assigned = {
+        ast.unparse(node.targets[0]): node.value
+        for node in ast.walk(classes[module])
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]).startswith("self.parent.")
+    }
+    assert ast.literal_eval(assigned["self.parent.categories"]) == ["Radiotherapy"]
+    assert ast.literal_eval(assigned["self.parent.contributors"]) == ["SparseRT developers"]
+    for attribute in ("title", "helpText", "acknowledgementText"):
+        assert f"self.parent.{attribute}" in assigned
+    loads = [
+        node
+        for node in ast.walk(classes[f"{module}Widget"])
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "slicer.util.loadUI"
+    ]
+    assert [ast.unparse(call.args[0]) for call in loads] == [f"self.resourcePath('UI/{module}.ui')"]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_scene_logic_stays_free_of_qt(module):
+    tree = ast.parse((REPO_ROOT / module / f"{module}Lib" / "logic.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    forbidden = {"qt", "ctk", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper", "slicer.util"}
+    assert not imported & forbidden
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_cmakelists_lists_every_file_of_the_module(module):
+    folder = REPO_ROOT / module
+    text = (folder / "CMakeLists.txt").read_text()
+    scripts = _cmake_list(text, "MODULE_PYTHON_SCRIPTS", module)
+    resources = _cmake_list(text, "MODULE_PYTHON_RESOURCES", module)
+    present = {
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.name != "CMakeLists.txt"
+    }
+    assert scripts == {p for p in present if p.endswith(".py")}
+    assert resources == {p for p in present if not p.endswith(".py")}
+    assert {f"Resources/UI/{module}.ui", f"Resources/Icons/{module}.png"} <= resources
+    assert "slicerMacroBuildScriptedModule(" in text
+    assert re.search(r"if\(BUILD_TESTING\).*slicer_add_python_unittest\(SCRIPT \$\{MODULE_NAME\}\.py\)", text, re.DOTALL)
+
+
+def test_extension_cmakelists_builds_every_module_and_the_core():
+    text = (REPO_ROOT / "CMakeLists.txt").read_text()
+    assert re.search(r"^project\(SparseRT\)", text, re.MULTILINE)
+    assert re.findall(r"^add_subdirectory\((\w+)\)", text, re.MULTILINE) == MODULES
+    assert 'set(EXTENSION_CATEGORY "Radiotherapy")' in text
+    assert 'set(EXTENSION_DEPENDS "NA")' in text
+    for variable in ("HOMEPAGE", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
+        assert f"set(EXTENSION_{variable} " in text
+    assert "sparsert/*.py" in text and "ctkMacroCompilePythonScript(" in text
+    order = [text.index(s) for s in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+                                     "add_subdirectory(", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+                                     "include(${Slicer_EXTENSION_CPACK})")]
+    assert order == sorted(order)
+
+
+def test_icons_are_128_pixel_pngs():
+    icons = [REPO_ROOT / "Resources" / "Icons" / "SparseRT.png"]
+    icons += [REPO_ROOT / m / "Resources" / "Icons" / f"{m}.png" for m in MODULES]
+    for icon in icons:
+        image = sitk.ReadImage(str(icon))
+        assert image.GetSize() == (128, 128), icon.name
+
+
+# --- the Qt-free logics on a headless scene --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def headless() -> HeadlessSlicer:
+    return HeadlessSlicer()
+
+
+@pytest.fixture
+def scene_logic(monkeypatch, headless):
+    """Instantiates ``<Module>Lib.logic.<Module>SceneLogic`` as Slicer would find it (module folder on sys.path)."""
+
+    def make(module: str):
+        monkeypatch.syspath_prepend(str(REPO_ROOT / module))
+        logic_module = importlib.import_module(f"{module}Lib.logic")
+        logic = getattr(logic_module, f"{module}SceneLogic")(headless.scene)
+        assert logic.scene is headless.scene
+        return logic
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def openkbp_ct(openkbp_nifti) -> tuple[Volume, Volume]:
+    """A CT crop of OpenKBP pt_1 and the PTV70 mask on it."""
+    case = openkbp_nifti / "train" / "pt_1"
+    crop = (slice(45, 85), slice(40, 70), slice(40, 70))  # i, j, k
+    ct = Volume.from_sitk(sitk.ReadImage(str(case / "ct.nii.gz"))[crop])
+    ptv = Volume.from_sitk(sitk.ReadImage(str(case / "structures" / "PTV70.nii.gz"))[crop])
+    return ct, ptv
+
+
+@pytest.fixture(scope="module")
+def sts_pair(sts_dir) -> tuple[Volume, Volume]:
+    case = sts_dir / "STS_001"
+    return tuple(Volume.from_sitk(sitk.ReadImage(str(case / f"{m}_image.nii.gz"))) for m in ("CT", "MR_T1"))
+
+
+def test_scribble_dose_reads_the_scribbles_then_names_the_missing_model(scene_logic, headless, openkbp_ct):
+    logic = scene_logic("ScribbleDose")
+    ct, ptv = openkbp_ct
+    ct_node = add_volume_node(headless.scene, ct, "CT")
+    # One stroke: the PTV70 voxels of one row of one slice.
+    k, j = np.argwhere(ptv.array.any(axis=2))[0]
+    stroke = np.zeros(ct.geometry.shape, bool)
+    stroke[k, j] = ptv.array[k, j] > 0
+    scribbles = Segmentation(ct.geometry)
+    scribbles.add("PTV70", stroke)
+    scribbles.add("Background", np.zeros(ct.geometry.shape, bool))
+    node = add_segmentation_node(headless.scene, scribbles, "Scribbles", ct_node)
+    with pytest.raises(MissingComponentError, match=r"dose-prediction model.*scribbles found for: PTV70\)"):
+        logic.predictDose(ct_node, node)
+
+    empty = add_segmentation_node(headless.scene, Segmentation(ct.geometry), "No strokes", ct_node)
+    with pytest.raises(InputError, match="'No strokes' has no scribble on CT 'CT'"):
+        logic.predictDose(ct_node, empty)
+    with pytest.raises(InputError, match="no CT volume selected"):
+        logic.predictDose(None, node)
+    with pytest.raises(InputError, match="no scribble segmentation selected"):
+        logic.predictDose(ct_node, None)
+
+
+def test_interactive_refine_names_the_missing_model(scene_logic, headless, sts_pair):
+    logic = scene_logic("InteractiveRefine")
+    node = add_volume_node(headless.scene, sts_pair[1], "STS_001 MR")
+    with pytest.raises(MissingComponentError, match="'STS_001 MR'.*tumour segmentation model"):
+        logic.segmentTumour(node)
+    with pytest.raises(InputError, match="no volume selected"):
+        logic.segmentTumour(None)
+    blank = headless.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not loaded")
+    with pytest.raises(InputError, match="'not loaded' has no image data"):
+        logic.segmentTumour(blank)
+
+
+def test_cross_modal_seg_checks_registration_then_names_the_missing_model(scene_logic, headless, sts_pair):
+    logic = scene_logic("CrossModalSeg")
+    ct, mr = (add_volume_node(headless.scene, v, name) for v, name in zip(sts_pair, ("STS_001 CT", "STS_001 MR")))
+    with pytest.raises(MissingComponentError, match="fusion segmentation model"):
+        logic.segmentTumour(ct, mr)
+    # The same MR moved one metre up by a parent transform no longer overlaps the CT.
+    transform = headless.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "far away")
+    shift = np.eye(4)
+    shift[2, 3] = 1000.0
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shift))
+    mr.SetAndObserveTransformNodeID(transform.GetID())
+    with pytest.raises(InputError, match="do not overlap in physical space"):
+        logic.segmentTumour(ct, mr)
+    with pytest.raises(InputError, match="no MR volume selected"):
+        logic.segmentTumour(ct, None)
