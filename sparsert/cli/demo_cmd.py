@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparsert.completion.registry import completion_method
+    from sparsert.completion import completer
     from sparsert.data.case_folder import read_case_folder
     from sparsert.errors import MissingComponentError
     from sparsert.io.segmentation_io import read_segmentation
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         reference_dose=case.dose,
         possible_dose_mask=case.possible_dose_mask,
     )
-    complete = completion_method(args.completion, device=args.device)
+    complete = completer(args.completion, device=args.device)
     out = Path(args.out)
     try:
         result = run_scribble_dose(inputs, out, complete, on_step=lambda s: print(f"[demo] {s}", file=sys.stderr))

@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from sparsert.completion.contract import CompletedSegmentation, prepare_seeds
 from sparsert.completion.scm_forward import scm_pass
 from sparsert.device import resolve_device
-from sparsert.io.segmentation import BACKGROUND, Segment, Segmentation
+from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Volume
 from sparsert.models.registry import resolve_weights
 from sparsert.models.scm import SCMConfig, SCMNet
@@ -31,13 +32,6 @@ def load_scm_checkpoint(path: str | Path, device: str | torch.device = "cpu") ->
     net = SCMNet(config)
     net.load_state_dict(state["model"])
     return net.to(resolve_device(device)).eval()
-
-
-def structure_and_background(scribbles: Segmentation) -> tuple[list[Segment], np.ndarray]:
-    structures = [s for s in scribbles.segments if s.name.lower() != BACKGROUND]
-    bg = scribbles.find(BACKGROUND)
-    background = bg.mask if bg is not None else np.zeros(scribbles.geometry.shape, bool)
-    return structures, background
 
 
 @torch.no_grad()
@@ -68,12 +62,24 @@ def masks_from_probabilities(probs: np.ndarray, structures: np.ndarray, backgrou
 
 
 def complete_scm(
-    image: Volume, scribbles: Segmentation, net: SCMNet | None = None, device: str | torch.device = "auto"
-) -> Segmentation:
-    """Dense structures from scribbles: one segment per scribbled structure (names and colours kept)."""
-    net = net or load_scm(device=device)
-    structures, background = structure_and_background(scribbles)
-    stack = np.stack([s.mask for s in structures])
-    probs = predict_probabilities(net, ct_channels(image.array), stack, background, image.geometry.spacing_kji)
-    masks = masks_from_probabilities(probs, stack, background)
-    return Segmentation(image.geometry, [Segment(s.name, m, s.color) for s, m in zip(structures, masks)])
+    image: Volume,
+    scribbles: Segmentation,
+    *,
+    model: str = DEFAULT_MODEL,
+    device: str | torch.device = "auto",
+    net: SCMNet | None = None,
+    auto_background: bool = False,
+    background_margin_mm: float = 20.0,
+) -> CompletedSegmentation:
+    """Dense structures from scribbles with the trained SCM network (the completion contract).
+
+    One segment per scribbled structure, names and colours kept, overlap allowed; ``net`` reuses a
+    loaded network (the Slicer module keeps one), otherwise ``model`` (registry name or file) is loaded.
+    """
+    seeds = prepare_seeds(image, scribbles, auto_background=auto_background, background_margin_mm=background_margin_mm)
+    net = net or load_scm(model, device=device)
+    stack = np.stack(seeds.foreground)
+    probs = predict_probabilities(net, ct_channels(image.array), stack, seeds.background, image.geometry.spacing_kji)
+    masks = masks_from_probabilities(probs, stack, seeds.background)
+    segments = [Segment(n, m, c) for n, m, c in zip(seeds.names, masks, seeds.colors)]
+    return CompletedSegmentation(image.geometry, segments, warnings=list(seeds.warnings))
