@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsert.completion import METHODS, CompletedSegmentation, complete_growcut, complete_random_walker
+from sparsert.completion import METHODS, CompletedSegmentation, complete_growcut, complete_random_walker, complete_scm
 from sparsert.completion.contract import prepare_seeds
 from sparsert.completion.evaluate import SOFT_TISSUE_HU
 from sparsert.data.case_folder import read_case_folder
@@ -44,8 +44,8 @@ def scribbles(crop) -> Segmentation:
     return simulate_scribbles(_subset(structures, [*ORGANS, "PTV70"]), seed=0)
 
 
-def test_registry_lists_both_peers():
-    assert METHODS == {"growcut": complete_growcut, "randomwalker": complete_random_walker}
+def test_registry_lists_the_peers_and_the_learned_model():
+    assert METHODS == {"scm": complete_scm, "growcut": complete_growcut, "randomwalker": complete_random_walker}
 
 
 def test_growcut_completes_the_mandible_and_keeps_the_contract(crop, scribbles):
