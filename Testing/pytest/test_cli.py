@@ -34,17 +34,23 @@ def pt_201(openkbp_csv):
     return read_openkbp_case(openkbp_csv / "pt_201")
 
 
+@pytest.fixture
+def one_patient(tmp_path, openkbp_csv):
+    """An OpenKBP-format patients folder holding pt_201 only, and an empty predictions folder."""
+    reference, preds = tmp_path / "ref", tmp_path / "pred"
+    reference.mkdir()
+    preds.mkdir()
+    (reference / "pt_201").symlink_to(openkbp_csv / "pt_201")
+    return reference, preds
+
+
 def _write_predictions(folder, case, shift_gy):
     pred = np.where(case.possible_dose_mask.array > 0, case.dose.array + shift_gy, 0).astype(np.float32)
     write_openkbp_prediction(Volume(pred, case.dose.geometry), folder / "pt_201.csv")
 
 
-def test_evaluate_dose_perfect_prediction_scores_zero(tmp_path, openkbp_csv, pt_201, capsys):
-    reference = tmp_path / "ref"
-    reference.mkdir()
-    (reference / "pt_201").symlink_to(openkbp_csv / "pt_201")
-    preds = tmp_path / "pred"
-    preds.mkdir()
+def test_evaluate_dose_perfect_prediction_scores_zero(tmp_path, one_patient, pt_201, capsys):
+    reference, preds = one_patient
     _write_predictions(preds, pt_201, 0.0)
     out = tmp_path / "metrics.json"
     assert main(["evaluate", "dose", "--reference", f"openkbp:{reference}", "--predicted", str(preds), "--out", str(out)]) == 0
@@ -54,13 +60,9 @@ def test_evaluate_dose_perfect_prediction_scores_zero(tmp_path, openkbp_csv, pt_
     assert "dose score 0.0000 Gy" in capsys.readouterr().out
 
 
-def test_evaluate_dose_known_shift(tmp_path, openkbp_csv, pt_201):
+def test_evaluate_dose_known_shift(tmp_path, one_patient, pt_201):
     """+1 Gy inside the possible-dose mask: the dose error is exactly 1 Gy per possible-dose voxel."""
-    reference = tmp_path / "ref"
-    reference.mkdir()
-    (reference / "pt_201").symlink_to(openkbp_csv / "pt_201")
-    preds = tmp_path / "pred"
-    preds.mkdir()
+    reference, preds = one_patient
     _write_predictions(preds, pt_201, 1.0)
     out = tmp_path / "metrics.json"
     assert main(["evaluate", "dose", "--reference", str(reference), "--predicted", str(preds), "--out", str(out)]) == 0
@@ -90,6 +92,11 @@ def test_evaluate_dose_file_pair(tmp_path, pt_201):
     assert main(args) == 1
 
 
+def test_bad_key_value_options_are_one_line_errors(tmp_path, capsys):
+    assert main(["evaluate", "dose", "--reference", str(tmp_path), "--predicted", str(tmp_path), "--prescription", "PTV70"]) == 1
+    assert "--prescription 'PTV70': expected NAME=GY" in capsys.readouterr().err
+
+
 def test_evaluate_dose_errors_are_one_line(tmp_path, capsys):
     code = main(["evaluate", "dose", "--reference", str(tmp_path / "nope"), "--predicted", str(tmp_path)])
     err = capsys.readouterr().err.strip()
@@ -97,12 +104,9 @@ def test_evaluate_dose_errors_are_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "not found" in err
 
 
-def test_evaluate_dose_reports_missing_predictions(tmp_path, openkbp_csv, capsys):
-    reference = tmp_path / "ref"
-    reference.mkdir()
-    (reference / "pt_201").symlink_to(openkbp_csv / "pt_201")
-    (tmp_path / "pred").mkdir()
-    assert main(["evaluate", "dose", "--reference", str(reference), "--predicted", str(tmp_path / "pred")]) == 1
+def test_evaluate_dose_reports_missing_predictions(one_patient, capsys):
+    reference, preds = one_patient
+    assert main(["evaluate", "dose", "--reference", str(reference), "--predicted", str(preds)]) == 1
     assert "no prediction for 1 of 1 cases (pt_201)" in capsys.readouterr().err
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from tqdm import tqdm
 
+from sparsert.errors import InputError
+
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
@@ -42,3 +45,17 @@ class ProgressCallback:
         self._bar.update(done - self._bar.n)
         if done >= total:
             self._bar.close()
+
+
+def parse_key_values(items: list[str], option: str, convert: Callable[[str], V], example: str) -> dict[str, V]:
+    """``KEY=VALUE`` option values as a dict, with a one-line error naming the bad item."""
+    out: dict[str, V] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key.strip():
+                raise ValueError
+            out[key.strip()] = convert(value)
+        except ValueError:
+            raise InputError(f"{option} '{item}': expected {example}") from None
+    return out

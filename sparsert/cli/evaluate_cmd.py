@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sparsert.cli.common import add_overwrite_option, progress
+from sparsert.cli.common import add_overwrite_option, parse_key_values, progress
 from sparsert.io.json_io import write_json
 from sparsert.errors import InputError
 
@@ -33,22 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_prescriptions(items: list[str]) -> dict[str, float]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise InputError(f"--prescription '{item}': expected NAME=GY, e.g. PTV70=70")
-    return out
+    return parse_key_values(items, "--prescription", float, "NAME=GY, e.g. PTV70=70")
 
 
 def run_dose(args: argparse.Namespace) -> int:
     from sparsert.data.datasets import open_dataset
     from sparsert.evaluation.dose import dataset_dose_cases, evaluate_dose, file_dose_case
 
+    prescriptions = parse_prescriptions(args.prescription) or None
     reference, predicted = Path(args.reference), Path(args.predicted)
     if reference.is_file():
         if args.structures is None:
@@ -62,7 +54,7 @@ def run_dose(args: argparse.Namespace) -> int:
             raise InputError(f"{predicted}: expected a folder of predictions (the reference is a data set)")
         dataset = open_dataset(args.reference)
         cases = progress(dataset_dose_cases(dataset, predicted), "scoring", total=len(dataset))
-    result = evaluate_dose(cases, mask_prediction=args.mask_prediction, prescriptions=parse_prescriptions(args.prescription) or None)
+    result = evaluate_dose(cases, mask_prediction=args.mask_prediction, prescriptions=prescriptions)
     if args.out:
         write_json(result, args.out, overwrite=args.overwrite)
     dvh = "n/a" if result["dvh_score"] is None else f"{result['dvh_score']:.4f}"

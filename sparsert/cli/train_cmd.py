@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from sparsert.cli.common import ProgressCallback, add_device_option
+from sparsert.cli.common import ProgressCallback, add_device_option, parse_key_values
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.errors import InputError
 
@@ -34,13 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_settings(items: list[str]) -> dict[str, object]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--set '{item}': expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    return parse_key_values(items, "--set", yaml.safe_load, "KEY=VALUE, e.g. losses.boundary=0")
 
 
 def run_scm(args: argparse.Namespace) -> int:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import yaml
 
+from sparsert.io.json_io import json_safe
+
 
 class RunFolder:
     def __init__(self, path: str | Path) -> None:
@@ -33,10 +35,10 @@ class RunFolder:
 
     def write_config(self, config: Any) -> None:
         data = asdict(config) if is_dataclass(config) else dict(config)
-        (self.path / "config.yaml").write_text(yaml.safe_dump(_plain(data), sort_keys=False))
+        (self.path / "config.yaml").write_text(yaml.safe_dump(json_safe(data), sort_keys=False))
 
     def log(self, step: int, **values: Any) -> None:
-        record = {"step": step, "time_s": round(time.time() - self.started, 2), **_plain(values)}
+        record = {"step": step, "time_s": round(time.time() - self.started, 2), **json_safe(values)}
         with open(self.path / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -52,18 +54,5 @@ class RunFolder:
 
     def save_best(self, model_state: dict, model_config: dict, metadata: dict) -> None:
         tmp = self.best_path.with_suffix(".tmp")
-        torch.save({"model": model_state, "config": _plain(model_config), "metadata": _plain(metadata)}, tmp)
+        torch.save({"model": model_state, "config": json_safe(model_config), "metadata": json_safe(metadata)}, tmp)
         tmp.replace(self.best_path)
-
-
-def _plain(value: Any) -> Any:
-    """Tuples to lists, paths to strings: what YAML, JSON and weights_only loading accept."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value
