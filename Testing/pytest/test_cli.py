@@ -53,7 +53,9 @@ def test_evaluate_dose_perfect_prediction_scores_zero(tmp_path, one_patient, pt_
     reference, preds = one_patient
     _write_predictions(preds, pt_201, 0.0)
     out = tmp_path / "metrics.json"
-    assert main(["evaluate", "dose", "--reference", f"openkbp:{reference}", "--predicted", str(preds), "--out", str(out)]) == 0
+    args = ["evaluate", "dose", "--reference", f"openkbp:{reference}", "--predicted", str(preds), "--out", str(out)]
+    assert main(args + ["--csv", str(tmp_path / "cases.csv")]) == 0
+    assert (tmp_path / "cases.csv").read_text().splitlines() == ["case_id,dose_error,dvh_error", "pt_201,0.0,0.0"]
     result = json.loads(out.read_text())
     assert result["dose_score"] == 0.0 and result["dvh_score"] == 0.0
     assert result["n_cases"] == 1 and result["cases"][0]["case_id"] == "pt_201"

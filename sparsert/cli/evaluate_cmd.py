@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from sparsert.cli.common import add_overwrite_option, parse_key_values, progress
-from sparsert.io.json_io import write_json
+from sparsert.io.json_io import write_csv, write_json
 from sparsert.errors import InputError
 
 
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dose.add_argument("--mask-prediction", action="store_true", help="zero predictions outside the possible-dose mask first")
     dose.add_argument("--prescription", action="append", default=[], metavar="NAME=GY", help="target prescription override")
     dose.add_argument("--out", metavar="metrics.json", help="write all scores and per-case detail as JSON")
+    dose.add_argument("--csv", metavar="cases.csv", help="write one row per case (dose error, DVH error) as CSV")
     add_overwrite_option(dose)
     dose.set_defaults(run=run_dose)
 
@@ -57,6 +58,8 @@ def run_dose(args: argparse.Namespace) -> int:
     result = evaluate_dose(cases, mask_prediction=args.mask_prediction, prescriptions=prescriptions)
     if args.out:
         write_json(result, args.out, overwrite=args.overwrite)
+    if args.csv:
+        write_csv([{k: c[k] for k in ("case_id", "dose_error", "dvh_error")} for c in result["cases"]], args.csv, overwrite=args.overwrite)
     dvh = "n/a" if result["dvh_score"] is None else f"{result['dvh_score']:.4f}"
     print(f"dose score {result['dose_score']:.4f} Gy, DVH score {dvh} Gy over {result['n_cases']} case(s)")
     return 0

@@ -1,7 +1,8 @@
-"""Strict JSON output: NaN and infinities become null (strict readers reject them)."""
+"""Tabular outputs: strict JSON (NaN and infinities become null, which strict readers need) and CSV."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -23,11 +24,26 @@ def json_safe(value):
     return value
 
 
-def write_json(data: dict, path: str | Path, overwrite: bool = False) -> Path:
-    """Write ``data`` as indented strict JSON; refuses to replace a file unless ``overwrite``."""
+def _output(path: str | Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists (use --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(data: dict, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``data`` as indented strict JSON; refuses to replace a file unless ``overwrite``."""
+    path = _output(path, overwrite)
     path.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def write_csv(rows: list[dict], path: str | Path, overwrite: bool = False) -> Path:
+    """Write rows (dicts with the same keys) as CSV; None and NaN become empty cells."""
+    path = _output(path, overwrite)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows([{k: ("" if v is None else v) for k, v in json_safe(row).items()} for row in rows])
     return path
