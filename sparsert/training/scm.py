@@ -229,7 +229,7 @@ def train_scm(
         scheduler.step()
         step += 1
         for name, value in losses.items():
-            running[name] = running.get(name, 0.0) + float(value)
+            running[name] = running.get(name, 0.0) + float(value.detach())
         if step % config.log_every == 0:
             run.log(step, lr=scheduler.get_last_lr()[0], **{k: v / config.log_every for k, v in running.items()})
             running = {}
