@@ -124,3 +124,30 @@ def test_data_inspect_and_convert(tmp_path, openkbp_csv, capsys):
     # Converting again into the same folder must not overwrite what is there.
     assert main(["data", "convert", "--data", str(reference), "--out", str(tmp_path / "conv")]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_complete_with_grow_from_seeds_keeps_names_and_refuses_overwrite(tmp_path, capsys):
+    from sparsert.io.segmentation_io import read_segmentation
+    from sparsert.resources import sample_data_dir
+
+    sample = sample_data_dir() / "OpenKBP-pt_201"
+    out = tmp_path / "completed.seg.nrrd"
+    args = ["complete", "--image", str(sample / "ct.nrrd"), "--scribbles", str(sample / "scribbles.seg.nrrd"),
+            "--out", str(out), "--method", "growcut"]
+    assert main(args) == 0
+    completed = read_segmentation(out)
+    scribbles = read_segmentation(sample / "scribbles.seg.nrrd")
+    assert completed.names == [n for n in scribbles.names if n.lower() != "background"]
+    for seg in completed.segments:
+        assert seg.color == pytest.approx(scribbles[seg.name].color, abs=1e-3)
+        assert seg.mask[scribbles[seg.name].mask].all()
+    assert main(args) == 1 and "already exists" in capsys.readouterr().err
+
+
+def test_demo_stops_honestly_at_the_first_missing_model(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--completion", "growcut"]) == 1
+    err = capsys.readouterr().err
+    assert "stopped: dose prediction" in err
+    assert (tmp_path / "demo" / "completed_structures.seg.nrrd").is_file()
+    metrics = json.loads((tmp_path / "demo" / "completion_metrics.json").read_text())
+    assert 0.0 < metrics["mean_dice"] < 1.0 and "PTV70" in metrics["structures"]

@@ -60,6 +60,15 @@ def test_train_scm_cli_writes_a_resumable_run(tiny_dataset, tmp_path, monkeypatc
     assert main(args + ["--steps", "3", "--resume"]) == 0
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 3
 
+    # The trained weights evaluate beside a classical peer on the same scribbles.
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "completion", "--data", str(tiny_dataset), "--methods", "scm", "growcut", "--max-cases", "1",
+                 "--model", str(run / "best.pt"), "--device", "cpu", "--out", str(out)]) == 0
+    evaluation = json.loads(out.read_text())
+    assert set(evaluation["summary"]) == {"scm", "growcut"}
+    scm_rows = [r for r in evaluation["results"] if r["method"] == "scm"]
+    assert len(scm_rows) == 1 and set(scm_rows[0]["dice"]) == set(scm_rows[0]["coverage"])
+
     # The best weights load as a completion model and complete scribbles on the training grid.
     case = open_dataset(str(tiny_dataset)).load(open_dataset(str(tiny_dataset)).case_ids()[0])
     scribbles = simulate_scribbles(case.structures, seed=0, body_mask=case.possible_dose_mask.array)

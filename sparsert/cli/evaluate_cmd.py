@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sparsert.cli import complete_cmd
 from sparsert.cli.common import add_overwrite_option, parse_key_values, progress
 from sparsert.io.json_io import write_csv, write_json
 from sparsert.errors import InputError
@@ -13,6 +14,7 @@ from sparsert.errors import InputError
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("evaluate", help="score predictions against references")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    complete_cmd.register_evaluation(kinds)
 
     dose = kinds.add_parser(
         "dose",

@@ -1,29 +1,28 @@
 """Evaluate completion methods on cases with dense structures, from simulated sparse scribbles.
 
 For each case: simulate scribbles at the sparse setting (about every second slice holding a
-structure, single-voxel-wide lines, seeded), complete them with a method, and score each structure
-with Dice against the dense truth; the time of the completion is recorded per case. Images are
-converted to Hounsfield units first (OpenKBP stores HU + 1024), so windows are given in HU.
-
-``python -m sparsert.completion.evaluate CASE_FOLDER... --methods growcut randomwalker``
+structure, single-voxel-wide lines, seeded), complete them with each method (all methods get the
+same scribbles), and score each structure with Dice, HD95 and average surface distance (mm) against
+the dense truth; the time of the completion is recorded per case. Images are converted to
+Hounsfield units first (OpenKBP stores HU + 1024), so windows are given in HU.
+``sparsert evaluate completion`` is the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sparsert.completion import METHODS, CompletedSegmentation, get_method
-from sparsert.data.case_folder import read_case_folder
+from sparsert.completion import CompletedSegmentation, completer
+from sparsert.data.datasets import Dataset
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.volume import Volume
-from sparsert.metrics.segmentation import dice
+from sparsert.metrics.segmentation import average_surface_distance, dice, hd95
 from sparsert.preprocessing.ct import ct_to_hu
 from sparsert.scribbles import scribble_stats, simulate_scribbles
 
@@ -41,6 +40,8 @@ class CaseResult:
     seconds: float  # completion only, not the scribble simulation
     dice: dict[str, float]  # per structure; 0.0 when the method returned nothing for it
     coverage: dict[str, float]  # fraction of each structure's voxels scribbled
+    hd95_mm: dict[str, float] = field(default_factory=dict)  # inf when the method returned nothing
+    asd_mm: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -48,55 +49,69 @@ def evaluate_case(
     case_id: str,
     image: Volume,
     structures: Segmentation,
-    method: str,
+    methods: dict[str, Callable[[Volume, Segmentation], Segmentation]],
     *,
     seed: int = 0,
     slice_fraction: float = 0.5,
     body_mask: np.ndarray | None = None,
-    **options,
-) -> CaseResult:
-    """Scribble ``structures`` (seeded; background mostly inside ``body_mask`` when given), complete
-    with ``method`` (``options`` passed on), and score Dice per non-empty structure."""
-    complete = get_method(method)
+) -> list[CaseResult]:
+    """Scribble ``structures`` once (seeded; background mostly inside ``body_mask`` when given),
+    complete with every method of ``methods`` (name -> ``complete(image, scribbles)``), and score
+    each non-empty structure."""
     present = Segmentation(structures.geometry, [s for s in structures.segments if s.mask.any()])
     scribbles = simulate_scribbles(
         present, slice_fraction=slice_fraction, style="line", line_width_vox=1, body_mask=body_mask, seed=seed
     )
-    start = time.perf_counter()
-    completed = complete(image, scribbles, **options)
-    seconds = time.perf_counter() - start
-    scores = {}
-    for seg in present.segments:
-        found = completed.find(seg.name)
-        scores[seg.name] = dice(found.mask, seg.mask) if found is not None else 0.0
     coverage = {name: s.coverage for name, s in scribble_stats(scribbles, present).items()}
-    warnings = list(completed.warnings) if isinstance(completed, CompletedSegmentation) else []
-    return CaseResult(case_id, method, seconds, scores, coverage, warnings)
+    spacing = image.geometry.spacing_kji
+    results = []
+    for name, complete in methods.items():
+        start = time.perf_counter()
+        completed = complete(image, scribbles)
+        seconds = time.perf_counter() - start
+        result = CaseResult(case_id, name, seconds, {}, coverage)
+        for seg in present.segments:
+            found = completed.find(seg.name)
+            mask = found.mask if found is not None else np.zeros_like(seg.mask)
+            result.dice[seg.name] = dice(mask, seg.mask)
+            result.hd95_mm[seg.name] = hd95(mask, seg.mask, spacing)
+            result.asd_mm[seg.name] = average_surface_distance(mask, seg.mask, spacing)
+        result.warnings = list(completed.warnings) if isinstance(completed, CompletedSegmentation) else []
+        results.append(result)
+    return results
 
 
-def evaluate_folders(
-    folders: Sequence[str | Path], methods: Sequence[str], *, seed: int = 0, options: dict[str, dict] | None = None
+def evaluate_dataset(
+    dataset: Dataset,
+    methods: Sequence[str],
+    *,
+    case_ids: Sequence[str] | None = None,
+    seed: int = 0,
+    slice_fraction: float = 0.5,
+    options: dict[str, dict] | None = None,
+    on_case: Callable[[str], None] | None = None,
 ) -> list[CaseResult]:
-    """Every method on every case folder (see :mod:`sparsert.data.case_folder`); same scribbles for all methods.
+    """Every method on every case; the same scribbles for all methods (seed + case index).
 
-    ``options`` maps a method to its options, replacing its :data:`DEFAULT_OPTIONS`. The
+    ``options`` maps a method to its options, replacing its :data:`DEFAULT_OPTIONS` (options a
+    method does not take, such as ``device`` for the classical peers, are dropped). The
     possible-dose mask, when the case has one, stands in for the body (as in SCM training).
     """
     options = {**DEFAULT_OPTIONS, **(options or {})}
+    complete = {m: completer(m, **options.get(m, {})) for m in methods}
     results = []
-    for folder in folders:
-        case = read_case_folder(folder)
+    for index, case_id in enumerate(case_ids or dataset.case_ids()):
+        case = dataset.load(case_id)
         if case.structures is None:
-            raise InputError(f"{folder}: case has no structures to evaluate against")
+            raise InputError(f"case {case_id}: has no structures to evaluate against")
         ct = case.images[case.reference_name]
         image = ct.with_array(ct_to_hu(ct.array))
         body = case.possible_dose_mask.array if case.possible_dose_mask is not None else None
-        for method in methods:
-            results.append(
-                evaluate_case(
-                    case.case_id, image, case.structures, method, seed=seed, body_mask=body, **options.get(method, {})
-                )
-            )
+        results += evaluate_case(
+            case_id, image, case.structures, complete, seed=seed + index, slice_fraction=slice_fraction, body_mask=body
+        )
+        if on_case:
+            on_case(case_id)
     return results
 
 
@@ -112,6 +127,8 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, dict[str, float]]:
         row = {name: float(np.mean(values)) for name, values in sorted(per_structure.items())}
         row["mean"] = float(np.mean([v for values in per_structure.values() for v in values]))
         row["seconds"] = float(np.mean([r.seconds for r in mine]))
+        row["hd95_mm"] = _finite_mean([v for r in mine for v in r.hd95_mm.values()])
+        row["asd_mm"] = _finite_mean([v for r in mine for v in r.asd_mm.values()])
         summary[method] = row
     return summary
 
@@ -119,9 +136,9 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, dict[str, float]]:
 def format_summary(summary: dict[str, dict[str, float]]) -> str:
     """A plain-text table: one row per structure, one column per method."""
     methods = list(summary)
-    rows = list(dict.fromkeys(k for row in summary.values() for k in row if k not in ("mean", "seconds")))
+    rows = list(dict.fromkeys(k for row in summary.values() for k in row if k not in ("mean", "seconds", "hd95_mm", "asd_mm")))
     lines = ["structure".ljust(14) + "".join(m.rjust(14) for m in methods)]
-    for name in [*rows, "mean", "seconds"]:
+    for name in [*rows, "mean", "hd95_mm", "asd_mm", "seconds"]:
         cells = "".join(
             (f"{summary[m][name]:.3f}" if name in summary[m] else "-").rjust(14) for m in methods
         )
@@ -129,22 +146,7 @@ def format_summary(summary: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="+", type=Path, help="case folders with ct and structures/")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--window", nargs=2, type=float, metavar=("LOW", "HIGH"),
-        help="intensity window in HU for every method (default: per method)",
-    )
-    args = parser.parse_args(argv)
-    options = {m: {"window": tuple(args.window)} for m in args.methods} if args.window else None
-    results = evaluate_folders(args.cases, args.methods, seed=args.seed, options=options)
-    for r in results:
-        print(f"{r.case_id} {r.method}: mean Dice {np.mean(list(r.dice.values())):.3f}, {r.seconds:.1f} s")
-    print(format_summary(summarize(results)))
-
-
-if __name__ == "__main__":
-    main()
+def _finite_mean(values: list[float]) -> float:
+    """Mean over finite distances (a structure the method missed has an infinite HD95; counted apart)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("inf")
