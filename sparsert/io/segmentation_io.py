@@ -14,6 +14,9 @@ import numpy as np
 import slicerio
 
 from sparsert.errors import InputError
+from sparsert.io.dicom.files import is_dicom_file, is_dicom_name_or_file
+from sparsert.io.dicom.rtstruct import read_rtstruct, write_rtstruct
+from sparsert.io.dicom.series import DicomSeries, ct_reference, ct_series
 from sparsert.io.segmentation import Segment, Segmentation, default_color
 from sparsert.io.volume import GEOMETRY_ATOL, Geometry, Volume, read_image, write_image
 
@@ -34,6 +37,42 @@ def image_file_stem(path: str | Path) -> str | None:
     return None
 
 
+def read_structures(
+    path: str | Path,
+    ct: DicomSeries | Geometry | str | Path | None = None,
+    names: Mapping[int | str, str] | str | Path | None = None,
+) -> Segmentation:
+    """Structures of a CT, from any structure format or a DICOM RTSTRUCT file.
+
+    ``ct`` is the CT they belong to: a DICOM series folder (or :class:`DicomSeries`; an RTSTRUCT
+    must then reference that series), an image file, or a :class:`Geometry`. An RTSTRUCT is
+    rasterised onto its grid and needs it; other structures (see :func:`read_segmentation`) are
+    fitted to it without interpolation (:func:`fit_to_grid`), or keep their own grid without it.
+    """
+    path = Path(path)
+    reference = ct_reference(ct)
+    if is_dicom_name_or_file(path):
+        if reference is None:
+            raise InputError(f"{path}: an RTSTRUCT holds contours, not voxels; give the CT it was drawn on")
+        return read_rtstruct(path, reference)
+    seg = read_segmentation(path, names)
+    if reference is None:
+        return seg
+    return fit_to_grid(seg, reference.geometry if isinstance(reference, DicomSeries) else reference, path)
+
+
+def write_structures(
+    seg: Segmentation, path: str | Path, reference_ct_folder: DicomSeries | str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``seg``: ``*.dcm`` as an RTSTRUCT on the CT series in ``reference_ct_folder``,
+    anything else as :func:`write_segmentation` does."""
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        return write_rtstruct(seg, path, ct_series(reference_ct_folder, path), overwrite)
+    return write_segmentation(seg, path, overwrite)
+
+
 def read_segmentation(path: str | Path, names: Mapping[int | str, str] | str | Path | None = None) -> Segmentation:
     """Read named structures from a file or folder.
 
@@ -49,6 +88,8 @@ def read_segmentation(path: str | Path, names: Mapping[int | str, str] | str | P
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
+    if is_dicom_file(path):
+        raise InputError(f"{path}: a DICOM file; an RTSTRUCT is read onto the CT it was drawn on (read_structures)")
     if path.is_dir() or _is_slicer_segmentation(path):
         if names is not None:
             raise InputError(f"{path}: label names only apply to labelmap images (this holds named segments)")

@@ -132,18 +132,21 @@ class Volume:
 
 
 def read_image(path: str | Path) -> Volume:
-    """Read any 3D scalar image SimpleITK can read (NRRD, NIfTI, MHA, a DICOM series folder)."""
+    """Read any 3D scalar image SimpleITK can read (NRRD, NIfTI, MHA), or a DICOM series folder.
+
+    A folder must hold one image series with evenly spaced slices (see
+    :func:`sparsert.io.dicom.series.read_dicom_series`, which also chooses among several series).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        # Imported here because the DICOM reader builds on this module.
+        from sparsert.io.dicom.series import read_dicom_series
+
+        return read_dicom_series(path).volume
     try:
-        if path.is_dir():
-            names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path))
-            if not names:
-                raise InputError(f"{path}: folder holds no DICOM series")
-            image = sitk.ReadImage(names)
-        else:
-            image = sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"{path}: not a readable image ({_first_line(exc)})") from None
     try:
@@ -165,24 +168,41 @@ def write_image(volume: Volume, path: str | Path, overwrite: bool = False) -> Pa
     return path
 
 
-def resample(volume: Volume, target: Geometry, *, label: bool = False, default: float = 0.0) -> Volume:
+def resample(
+    volume: Volume, target: Geometry, *, label: bool = False, default: float = 0.0, transform: sitk.Transform | None = None
+) -> Volume:
     """Resample ``volume`` onto ``target`` through physical coordinates.
 
     ``label`` selects nearest-neighbour interpolation (masks, labelmaps); otherwise linear.
+    ``transform`` maps points of the target's space into the volume's (ITK's resampling convention:
+    a registration result with the target as the fixed image); none means both share one space.
     """
-    if volume.geometry.matches(target):
+    if transform is None and volume.geometry.matches(target):
         return Volume(volume.array, target)
-    if not volume.geometry.overlaps(target):
+    if not _overlaps_through(volume.geometry, target, transform):
         raise InputError(
             f"image ({volume.geometry.describe()}) does not overlap the target grid ({target.describe()}) in physical space"
+            + (" through the given transform" if transform is not None else "")
         )
     src = volume.to_sitk()
     interp = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
-    out = sitk.Resample(src, target.reference_image(), sitk.Transform(), interp, default, src.GetPixelID())
+    mapping = sitk.Transform() if transform is None else transform
+    out = sitk.Resample(src, target.reference_image(), mapping, interp, default, src.GetPixelID())
     array = sitk.GetArrayFromImage(out)
     if volume.array.dtype == bool:
         array = array.astype(bool)
     return Volume(array, target)
+
+
+def _overlaps_through(source: Geometry, target: Geometry, transform: sitk.Transform | None) -> bool:
+    """Whether the target's bounding box, mapped into the source's space, meets the source's box."""
+    if transform is None:
+        return source.overlaps(target)
+    lo, hi = target.physical_bounds()
+    box = np.array(np.meshgrid(*zip(lo, hi))).reshape(3, -1).T  # the 8 corners
+    corners = np.array([transform.TransformPoint(tuple(float(c) for c in p)) for p in box])
+    src_lo, src_hi = source.physical_bounds()
+    return bool(np.all(corners.min(axis=0) <= src_hi) and np.all(src_lo <= corners.max(axis=0)))
 
 
 def _first_line(exc: Exception) -> str:

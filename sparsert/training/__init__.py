@@ -1,0 +1,1 @@
+"""Training: run folders, configurations, cached preprocessing and the training loops."""
