@@ -144,7 +144,7 @@ class ScribbleDoseLogic(ScribbleDoseSceneLogic, ScriptedLoadableModuleLogic):
     """The Qt-free scene logic on Slicer's scene, plus the module's parameter node."""
 
     def __init__(self) -> None:
-        super().__init__(slicer.mrmlScene)
+        super().__init__(slicer.mrmlScene, slicer.app.applicationLogic())
 
     def getParameterNode(self) -> ScribbleDoseParameterNode:
         return ScribbleDoseParameterNode(super().getParameterNode())

@@ -14,7 +14,6 @@ share a voxel always overlap. ``may_overlap`` replaces the default rule.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,9 +22,8 @@ import numpy as np
 from sparsert.errors import InputError
 from sparsert.io.segmentation import BACKGROUND, Segmentation
 from sparsert.io.volume import Geometry, Volume
+from sparsert.roles import is_target
 from sparsert.scribbles.background import automatic_background
-
-_TARGET = re.compile(r"^(PTV|CTV|GTV|ITV)", re.IGNORECASE)
 
 
 @dataclass
@@ -33,11 +31,6 @@ class CompletedSegmentation(Segmentation):
     """A completion result: the dense segments and what the method had to say about its input."""
 
     warnings: list[str] = field(default_factory=list)
-
-
-def is_target(name: str) -> bool:
-    """Whether a structure name denotes a treatment target (PTV, CTV, GTV, ITV prefixes)."""
-    return bool(_TARGET.match(name))
 
 
 def targets_overlap_organs(a: str, b: str) -> bool:

@@ -23,6 +23,9 @@ class HeadlessSlicer:
         self.app_logic.SetMRMLScene(self.scene)
         # Adds the default colour tables that new display nodes refer to (Grey, GenericAnatomyColors, ...).
         self.color_logic = self._register("Colors", self.app_logic.GetColorLogic())
+        # The Colors module (vtkSlicerColorLogic) registers colour legends; its logic wants a home
+        # directory for user colour files, so only the node class is registered here.
+        self.scene.RegisterNodeClass(slicer.vtkMRMLColorLegendDisplayNode())
         self.volumes_logic = self._register("Volumes", slicer.vtkSlicerVolumesLogic())
         self.segmentations_logic = self._register("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic())
         self.subject_hierarchy_logic = self._register("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic())
