@@ -13,7 +13,9 @@ from sparsert.io.dicom.rtdose import write_rtdose
 from sparsert.io.dicom.rtstruct import write_rtstruct
 from sparsert.io.dicom.series import read_dicom_series
 from sparsert.io.dose_io import read_dose
-from sparsert.io.segmentation_io import read_structures
+from sparsert.io.segmentation_io import read_structures, write_segmentation
+from sparsert.io.volume import write_image
+from sparsert.scribbles.simulate import simulate_scribbles
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +59,31 @@ def test_errors_are_one_line_naming_the_file(dicom_case, tmp_path, capsys):
     ct = ["--ct", str(root / "ct")]
     assert main(["dicom", "rtdose", "--dose", str(root / "RD.dcm"), *ct, "--out", str(tmp_path / "d.nrrd")]) == 1
     assert "d.nrrd: DICOM RT output names end in .dcm" in capsys.readouterr().err
+
+
+def test_complete_reads_and_writes_dicom(dicom_case, tmp_path, capsys):
+    """A DICOM CT folder and an RTSTRUCT of scribbles in, an RTSTRUCT of completed structures out."""
+    _, root = dicom_case
+    series = read_dicom_series(root / "ct")
+    structures = read_structures(root / "RS.dcm", root / "ct")
+    scribbles = simulate_scribbles(structures, seed=0)
+    write_rtstruct(scribbles, tmp_path / "scribbles.dcm", series)
+    out = tmp_path / "completed.dcm"
+    args = ["complete", "--image", str(root / "ct"), "--scribbles", str(tmp_path / "scribbles.dcm"),
+            "--out", str(out), "--method", "growcut"]
+    assert main(args) == 0
+    completed = read_structures(out, root / "ct")
+    assert completed.names == [s.name for s in structures.segments]
+    assert pydicom.dcmread(out, stop_before_pixels=True).StudyInstanceUID == series.study_uid
+    # Scribbled voxels survive the completion and the contour round trip.
+    assert all(completed[s.name].mask[scribbles[s.name].mask].mean() > 0.9 for s in structures.segments)
+    capsys.readouterr()
+    # An RTSTRUCT needs the CT series it refers to: a .dcm output without a DICOM CT is refused.
+    nrrd_ct = tmp_path / "ct.nrrd"
+    write_image(series.volume, nrrd_ct)
+    args[2] = str(nrrd_ct)
+    args[6] = str(tmp_path / "other.dcm")
+    args[4] = str(tmp_path / "scribbles.seg.nrrd")
+    write_segmentation(scribbles, args[4])
+    assert main(args) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

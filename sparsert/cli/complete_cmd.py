@@ -24,9 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "on the image grid.",
     )
     parser.add_argument("--image", required=True, action="append", metavar="CT.nrrd",
-                        help="the CT (defines the output grid); repeat for co-registered images")
-    parser.add_argument("--scribbles", required=True, metavar="S.seg.nrrd")
-    parser.add_argument("--out", required=True, metavar="OUT.seg.nrrd")
+                        help="the CT, an image file or a DICOM series folder (defines the output grid); repeat for co-registered images")
+    parser.add_argument("--scribbles", required=True, metavar="S.seg.nrrd", help="a .seg.nrrd, labelmap or DICOM RTSTRUCT")
+    parser.add_argument("--out", required=True, metavar="OUT.seg.nrrd",
+                        help="output structures; ending in .dcm writes a DICOM RTSTRUCT (needs a DICOM CT folder as --image)")
     parser.add_argument("--method", default="scm", help=METHOD_HELP)
     parser.add_argument("--model", default="scm", metavar="NAME_OR_PATH", help="scm weights: registry name or .pt file")
     parser.add_argument("--auto-background", action="store_true",
@@ -57,7 +58,7 @@ def register_evaluation(kinds: argparse._SubParsersAction) -> None:
 
 def run_complete(args: argparse.Namespace) -> int:
     from sparsert.completion import completer
-    from sparsert.io.segmentation_io import fit_to_grid, read_segmentation, write_segmentation
+    from sparsert.io.segmentation_io import read_structures, write_structures
     from sparsert.io.volume import read_image
     from sparsert.errors import InputError
 
@@ -67,14 +68,15 @@ def run_complete(args: argparse.Namespace) -> int:
     if len(args.image) > 1:
         print(f"sparsert complete: warning: method '{args.method}' uses the first image only; "
               f"{', '.join(args.image[1:])} ignored", file=sys.stderr)
-    scribbles = fit_to_grid(read_segmentation(args.scribbles), image.geometry, args.scribbles)
+    dicom_ct = args.image[0] if Path(args.image[0]).is_dir() else None
+    scribbles = read_structures(args.scribbles, dicom_ct or image.geometry)
     complete = completer(args.method, model=args.model, device=args.device, auto_background=args.auto_background)
     start = time.perf_counter()
     completed = complete(image, scribbles)
     seconds = time.perf_counter() - start
     for warning in getattr(completed, "warnings", []):
         print(f"sparsert complete: warning: {warning}", file=sys.stderr)
-    write_segmentation(completed, args.out, overwrite=args.overwrite)
+    write_structures(completed, args.out, reference_ct_folder=dicom_ct, overwrite=args.overwrite)
     print(f"completed {len(completed.segments)} structure(s) ({', '.join(completed.names)}) with {args.method} "
           f"in {seconds:.1f} s -> {args.out}")
     return 0

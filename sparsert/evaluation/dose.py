@@ -16,7 +16,8 @@ from sparsert.data.case import Case
 from sparsert.data.datasets import Dataset
 from sparsert.data.openkbp_csv import read_openkbp_prediction
 from sparsert.errors import InputError
-from sparsert.io.segmentation_io import IMAGE_SUFFIXES, read_segmentation
+from sparsert.io.dose_io import read_dose
+from sparsert.io.segmentation_io import IMAGE_SUFFIXES, read_structures
 from sparsert.io.volume import Geometry, Volume, read_image, resample
 from sparsert.metrics.dose import DoseCase, openkbp_scores, plan_quality_errors
 
@@ -35,7 +36,7 @@ def read_prediction(path: Path, reference: Geometry) -> Volume:
     """A predicted dose on the reference grid (challenge CSVs are indexed on it by definition)."""
     if path.suffix == ".csv":
         return read_openkbp_prediction(path, reference)
-    dose = read_image(path)
+    dose = read_dose(path)
     if not dose.geometry.matches(reference):
         raise InputError(f"{path}: predicted dose grid ({dose.geometry.describe()}) differs from the reference ({reference.describe()})")
     return dose
@@ -74,10 +75,11 @@ def _default_possible(reference: Volume, predicted: Volume) -> np.ndarray:
 
 
 def file_dose_case(reference: Path, predicted: Path, structures: Path, possible_dose_mask: Path | None = None) -> DoseCase:
-    """One reference/predicted dose file pair with the reference structures."""
-    ref = read_image(reference)
+    """One reference/predicted dose file pair (images or RTDOSE) with the reference structures
+    (any structure format, or an RTSTRUCT rasterised on the reference dose grid)."""
+    ref = read_dose(reference)
     pred = read_prediction(predicted, ref.geometry)
-    seg = read_segmentation(structures).resampled(ref.geometry)
+    seg = read_structures(structures, ref.geometry)
     if possible_dose_mask is not None:
         possible = resample(read_image(possible_dose_mask), ref.geometry, label=True).array > 0
     else:

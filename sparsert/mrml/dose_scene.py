@@ -19,7 +19,9 @@ import slicer
 
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segmentation
-from sparsert.io.segmentation_io import read_segmentation
+from sparsert.io.dicom.files import is_dicom_name_or_file
+from sparsert.io.dose_io import read_dose
+from sparsert.io.segmentation_io import read_structures
 from sparsert.io.volume import Volume, read_image, resample
 from sparsert.mrml.bundle import write_scene_bundle
 from sparsert.mrml.dose import (
@@ -80,20 +82,25 @@ class DoseScene:
 def load_case(scene, ct_path, structures_path, dose_path, reference_path=None) -> dict[str, object]:
     """Read the input files into ``scene``: {"ct", "structures", "dose", "reference"} nodes.
 
+    Any input may be DICOM: a CT series folder, an RTSTRUCT (rasterised on the CT), RTDOSE files.
     Structures are put on the CT grid (nearest neighbour through physical space when they are on
     another one), which is what the Segment Editor paints on; doses keep their own grid.
     """
     ct = read_image(ct_path)
     ct_node = add_volume_node(scene, ct, "CT")
-    structures = read_segmentation(structures_path).resampled(ct.geometry)
+    dicom_ct = ct_path if Path(ct_path).is_dir() else None
+    if is_dicom_name_or_file(Path(structures_path)):
+        structures = read_structures(structures_path, dicom_ct or ct.geometry)
+    else:
+        structures = read_structures(structures_path).resampled(ct.geometry)
     nodes = {
         "ct": ct_node,
         "structures": add_segmentation_node(scene, structures, "Structures", ct_node),
-        "dose": add_volume_node(scene, read_image(dose_path), "Dose"),
+        "dose": add_volume_node(scene, read_dose(dose_path), "Dose"),
         "reference": None,
     }
     if reference_path is not None:
-        nodes["reference"] = add_volume_node(scene, read_image(reference_path), "Reference dose")
+        nodes["reference"] = add_volume_node(scene, read_dose(reference_path), "Reference dose")
     return nodes
 
 
