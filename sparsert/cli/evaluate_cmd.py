@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from sparsert.cli import complete_cmd
-from sparsert.cli.common import add_overwrite_option, parse_key_values, progress
+from sparsert.cli.common import add_device_option, add_overwrite_option, parse_key_values, progress
+from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.io.json_io import write_csv, write_json
 from sparsert.errors import InputError
 
@@ -33,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     dose.add_argument("--csv", metavar="cases.csv", help="write one row per case (dose error, DVH error) as CSV")
     add_overwrite_option(dose)
     dose.set_defaults(run=run_dose)
+
+    register_refine(kinds)
+    register_crossmodal(kinds)
 
 
 def parse_prescriptions(items: list[str]) -> dict[str, float]:
@@ -64,4 +68,106 @@ def run_dose(args: argparse.Namespace) -> int:
         write_csv([{k: c[k] for k in ("case_id", "dose_error", "dvh_error")} for c in result["cases"]], args.csv, overwrite=args.overwrite)
     dvh = "n/a" if result["dvh_score"] is None else f"{result['dvh_score']:.4f}"
     print(f"dose score {result['dose_score']:.4f} Gy, DVH score {dvh} Gy over {result['n_cases']} case(s)")
+    return 0
+
+
+def register_refine(kinds: argparse._SubParsersAction) -> None:
+    """``evaluate refine``: click-refinement models on cases with a reference tumour."""
+    refine = kinds.add_parser(
+        "refine",
+        help="click refinement: Dice/HD95 per click, clicks to reach Dice 0.75/0.85 and HD95 5/2.5 mm",
+        description="Simulate clicks on each case (deterministic most-interior-error protocol by default) and score "
+        "the refined masks on the preprocessed crop (the models' working grid). Several --model files form an "
+        "ensemble averaged in probability.",
+    )
+    refine.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP)
+    refine.add_argument("--model", action="append", required=True, metavar="NAME_OR_PATH",
+                        help="model file or registered name; repeat for an ensemble")
+    refine.add_argument("--fold", type=int, help="evaluate only this cross-validation fold's held-out cases")
+    refine.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    refine.add_argument("--max-clicks", type=int, default=20)
+    refine.add_argument("--protocol", choices=("interior", "sampled"), default="interior")
+    refine.add_argument("--mode", choices=("whole", "region"), default="whole", help="refinement passes (default: whole volume)")
+    refine.add_argument("--seed", type=int, default=0, help="seed of the sampled protocol")
+    refine.add_argument("--crop", type=int, nargs=3, metavar=("K", "J", "I"),
+                        help="crop size in voxels (default: the training default)")
+    refine.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder")
+    refine.add_argument("--out", required=True, metavar="result.json")
+    refine.add_argument("--plot", metavar="dice.png", help="Dice-vs-clicks plot")
+    refine.add_argument("--label", help="name of this model in the plot (default: the model file name)")
+    add_device_option(refine)
+    add_overwrite_option(refine)
+    refine.set_defaults(run=run_refine)
+
+
+def run_refine(args: argparse.Namespace) -> int:
+    from sparsert.data.datasets import open_dataset
+    from sparsert.device import resolve_device
+    from sparsert.evaluation.refine import evaluate_refinement, plot_dice_curves
+    from sparsert.models.icr import load_click_model
+    from sparsert.models.registry import resolve_weights
+    from sparsert.training.icr_data import ICRDataConfig, cached_icr_cases, fold_split, load_icr_case
+
+    for path in filter(None, (args.out, args.plot)):
+        if Path(path).exists() and not args.overwrite:
+            raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+    paths = [resolve_weights(name, task="refinement")[0] for name in args.model]
+    model = load_click_model(paths, resolve_device(args.device))
+    spec = model.spec
+    data_config = ICRDataConfig(modalities=spec.modalities, structure=spec.structure)
+    if spec.spacing is not None:
+        data_config.spacing = spec.spacing
+    if args.crop:
+        data_config.size_kji = tuple(args.crop)
+    dataset = open_dataset(args.data)
+    ids = dataset.case_ids() if args.fold is None else fold_split(dataset.case_ids(), args.fold, args.folds)[1]
+    cached = cached_icr_cases(dataset, data_config, ids, Path(args.cache) if args.cache else None)
+    cases = (load_icr_case(p) for p in progress(cached, "evaluating"))
+    result = evaluate_refinement(model, cases, args.max_clicks, args.protocol, args.mode, seed=args.seed)
+    result.update(models=[str(p) for p in paths], case_ids=ids, fold=args.fold)
+    write_json(result, args.out, overwrite=args.overwrite)
+    if args.plot:
+        label = args.label or (Path(paths[0]).parent.name if len(paths) == 1 else f"ensemble of {len(paths)}")
+        plot_dice_curves({label: result}, args.plot, overwrite=args.overwrite)
+    at = result["dice_at"]
+    curve = ", ".join(f"{n} clicks {at[n]['mean']:.3f}" for n in at)
+    print(f"mean Dice: {curve} over {result['n_cases']} case(s)")
+    return 0
+
+
+def register_crossmodal(kinds: argparse._SubParsersAction) -> None:
+    parser = kinds.add_parser(
+        "crossmodal",
+        help="cross-validated Dice, ASD and HD95 of cross-modal tumour models",
+        description="Scores each trained fold (RUN/best.pt, or RUN/fold_*/best.pt) on the patients it held out: "
+        "the raw CT and MR go through the full inference and the tumour is compared with GTV_Mass on the CT grid.",
+    )
+    parser.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP + " (the data set the runs were trained on)")
+    parser.add_argument("--runs", required=True, nargs="+", metavar="RUN", help="run folders (one per fold, or holding fold_*)")
+    parser.add_argument("--out", metavar="metrics.json", help="write the summary and per-case scores as JSON")
+    parser.add_argument("--csv", metavar="cases.csv", help="write one row per case (Dice, ASD, HD95, seconds) as CSV")
+    add_device_option(parser)
+    add_overwrite_option(parser)
+    parser.set_defaults(run=run_crossmodal)
+
+
+def run_crossmodal(args: argparse.Namespace) -> int:
+    from sparsert.data.datasets import open_dataset
+    from sparsert.evaluation.crossmodal import METRICS, evaluate_crossmodal, fold_checkpoints
+
+    for path in filter(None, (args.out, args.csv)):
+        if Path(path).exists() and not args.overwrite:
+            raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+    checkpoints = fold_checkpoints([Path(r) for r in args.runs])
+    dataset = open_dataset(args.data)
+    result = evaluate_crossmodal(dataset, checkpoints, device=args.device)
+    if args.out:
+        write_json(result, args.out, overwrite=args.overwrite)
+    if args.csv:
+        keys = ("case_id",) + METRICS + ("seconds",)
+        write_csv([{k: c[k] for k in keys} for c in result["cases"]], args.csv, overwrite=args.overwrite)
+    s = result["summary"]
+    print(f"Dice {s['dice']['mean']:.4f} +- {s['dice']['std']:.4f}, ASD {s['asd_mm']['mean']:.2f} mm, "
+          f"HD95 {s['hd95_mm']['mean']:.2f} mm over {result['n_cases']} case(s) from {result['n_models']} model(s); "
+          f"{s['seconds']['mean']:.2f} s per case")
     return 0

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_option(scm)
     scm.set_defaults(run=run_scm)
 
+    register_icr(models)
+    register_crossmodal(models)
+
 
 def parse_settings(items: list[str]) -> dict[str, object]:
     return parse_key_values(items, "--set", yaml.safe_load, "KEY=VALUE, e.g. losses.boundary=0")
@@ -66,4 +69,123 @@ def run_scm(args: argparse.Namespace) -> int:
     print(f"training scm on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}", file=sys.stderr)
     result = train_scm(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
     print(f"finished at step {result['step']}; best validation mean Dice {result['best_mean_dice']:.4f}")
+    return 0
+
+
+def register_icr(models: argparse._SubParsersAction) -> None:
+    """``train initial`` and ``train refine``: the click-refinement models (2S-ICR and its baselines)."""
+    initial = models.add_parser("initial", help="stage 1 of click refinement: automatic tumour segmentation")
+    refine = models.add_parser("refine", help="stage 2 of click refinement, or a DeepGrow/DeepEdit-style baseline")
+    refine.add_argument("--style", choices=("two_stage", "deepgrow", "deepedit"),
+                        help="two_stage (default): refine a stage-1 result (needs --initial); "
+                        "deepgrow/deepedit: one network on clicks")
+    refine.add_argument("--initial", metavar="MODEL.pt", help="trained stage-1 model (the initial run's best.pt)")
+    for parser in (initial, refine):
+        parser.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP + " (cases with the tumour structure)")
+        parser.add_argument("--out", required=True, metavar="RUN", help="run folder")
+        parser.add_argument("--fold", type=int, help="held-out cross-validation fold 0..N-1 (default 0)")
+        parser.add_argument("--all-cases", action="store_true", help="train on every case (no held-out fold)")
+        parser.add_argument("--config", metavar="YAML", help="settings file (see the run folder's config.yaml for every key)")
+        parser.add_argument("--steps", type=int, help="optimiser steps")
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="any setting, e.g. --set network.channels=[8,16,32,64,128] --set data.modalities=[ct]")
+        parser.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder (default: ~/.cache/sparsert/preprocessed)")
+        parser.add_argument("--resume", action="store_true", help="continue the run in RUN from its checkpoint")
+        add_device_option(parser)
+        parser.set_defaults(run=run_icr)
+
+
+def run_icr(args: argparse.Namespace) -> int:
+    from sparsert.data.datasets import open_dataset
+    from sparsert.training.config import load_config
+    from sparsert.training.icr import ICRTrainConfig, train_icr
+    from sparsert.training.icr_data import cached_icr_cases, fold_split
+    from sparsert.training.run import RunFolder
+
+    run = RunFolder(args.out)
+    if run.checkpoint_path.exists() and not args.resume:
+        raise InputError(f"{args.out}: holds a checkpoint already; pass --resume to continue it, or choose another --out")
+    overrides = {"stage": args.model, "steps": args.steps, "seed": args.seed, "fold": args.fold, **parse_settings(args.set)}
+    if args.model == "refine" and args.style:
+        overrides["style"] = args.style
+    config = load_config(ICRTrainConfig, args.config, overrides)
+    if args.all_cases:
+        config.fold = None  # not an override: load_config skips None values
+    config.check()
+    initial = Path(args.initial) if args.model == "refine" and args.initial else None
+    data = open_dataset(args.data)
+    ids = data.case_ids()
+    train_ids, val_ids = (ids, []) if config.fold is None else fold_split(ids, config.fold, config.n_folds)
+    cache = Path(args.cache) if args.cache else None
+    bar = ProgressCallback("preprocessing")
+    done = iter(range(1, len(ids) + 1))
+    paths = cached_icr_cases(data, config.data, train_ids + val_ids, cache, on_case=lambda c: bar(next(done), len(ids), c))
+    train_paths, val_paths = paths[: len(train_ids)], paths[len(train_ids):]
+    what = args.model if args.model == "initial" else f"refine ({config.style})"
+    print(f"training {what} on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}",
+          file=sys.stderr)
+    result = train_icr(train_paths, val_paths, run, config, initial=initial, resume=args.resume, device=args.device)
+    val = ", ".join(f"{k} {v:.4f}" for k, v in result["val"].items()) or "no validation"
+    print(f"finished at step {result['step']}; {val}; model {run.best_path}")
+    return 0
+
+
+def register_crossmodal(models: argparse._SubParsersAction) -> None:
+    """``train crossmodal``: the CT+MR fusion network from scribbles, its ablations and comparisons."""
+    parser = models.add_parser("crossmodal", help="cross-modal CT+MR tumour network (CmFNet) from scribbles, one fold or all")
+    parser.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP + " (CT + MR cases with GTV_Mass, e.g. sts:DIR)")
+    parser.add_argument("--out", required=True, metavar="RUN", help="run folder (with --fold all: one fold_K folder per fold in it)")
+    parser.add_argument("--variant", metavar="NAME", help="experiment preset applied over the defaults and --config: cmfnet "
+                        "(the full method), ssl, imr, imc (loss ablations), no-cff, no-cfe, ct-only, stacked-pce, full-supervision")
+    parser.add_argument("--fold", metavar="K|all", help="held-out cross-validation fold (default 0), or all folds in turn")
+    parser.add_argument("--scribbles", metavar="DIR", help="read <case>.seg.nrrd scribbles from DIR instead of simulating them")
+    parser.add_argument("--config", metavar="YAML", help="settings file (see the run folder's config.yaml for every key)")
+    parser.add_argument("--steps", type=int, help="optimiser steps")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any setting, e.g. --set losses.lambda_ct=0 --set scribbles.background=automatic")
+    parser.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder (default: ~/.cache/sparsert/preprocessed)")
+    parser.add_argument("--resume", action="store_true", help="continue the run(s) from their checkpoints")
+    add_device_option(parser)
+    parser.set_defaults(run=run_crossmodal)
+
+
+def run_crossmodal(args: argparse.Namespace) -> int:
+    from sparsert.data.datasets import open_dataset
+    from sparsert.training.config import load_config
+    from sparsert.training.crossmodal import CrossModalTrainConfig, check_config, train_crossmodal, variant_settings
+    from sparsert.training.crossmodal_cache import cached_cases
+    from sparsert.training.icr_data import fold_split
+    from sparsert.training.run import RunFolder
+
+    overrides = {
+        **(variant_settings(args.variant) if args.variant else {}),
+        "steps": args.steps, "seed": args.seed, "scribbles.source": args.scribbles, **parse_settings(args.set),
+    }
+    config = load_config(CrossModalTrainConfig, args.config, overrides)
+    if args.fold not in (None, "all") and not args.fold.isdigit():
+        raise InputError(f"--fold '{args.fold}': expected a fold number or 'all'")
+    folds = range(config.folds) if args.fold == "all" else [int(args.fold) if args.fold else config.fold]
+    data = open_dataset(args.data)
+    cache = Path(args.cache) if args.cache else None
+    for fold in folds:
+        config.fold = fold
+        check_config(config)
+        run = RunFolder(Path(args.out) / f"fold_{fold}" if args.fold == "all" else args.out)
+        if run.checkpoint_path.exists() and not args.resume:
+            raise InputError(f"{run.path}: holds a checkpoint already; pass --resume to continue it, or choose another --out")
+        train_ids, test_ids = fold_split(data.case_ids(), fold, config.folds)
+        ids = train_ids + test_ids
+        bar = ProgressCallback("preprocessing")
+        done = iter(range(1, len(ids) + 1))
+        paths = cached_cases(data, config.preprocessing, cache, ids, on_case=lambda c: bar(next(done), len(ids), c))
+        print(f"training crossmodal ({config.variant}) fold {fold} on {len(train_ids)} case(s), held out {len(test_ids)}; "
+              f"run folder {run.path}", file=sys.stderr)
+        result = train_crossmodal(
+            paths[: len(train_ids)], paths[len(train_ids):], run, config,
+            split={"train_cases": train_ids, "test_cases": test_ids}, resume=args.resume, device=args.device,
+        )
+        print(f"fold {fold} finished at step {result['step']}; held-out Dice (working grid) {result['val_mean_dice']}; "
+              f"model {run.best_path}")
     return 0

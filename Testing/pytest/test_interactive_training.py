@@ -1,0 +1,146 @@
+"""Click-refinement training data (STS crops, folds, augmentation) and short training runs of every style."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from interactive_testdata import TINY_NETWORK
+from sparsert.cli.main import main
+from sparsert.data.datasets import open_dataset
+from sparsert.data.sts import read_sts_masks
+from sparsert.errors import InputError
+from sparsert.io.volume import Geometry
+from sparsert.models.icr import load_icr_model
+from sparsert.training.icr import ICRTrainConfig, train_icr
+from sparsert.training.icr_data import (
+    ICRDataConfig, augmentation, cached_icr_cases, crop_geometry, cv_folds, fold_split, load_icr_case,
+)
+from sparsert.training.run import RunFolder
+
+# 16 x 32 x 32 voxels of 6 x 6 x 9 mm: a 192 x 192 x 144 mm crop, small enough for tests.
+TINY_DATA = ICRDataConfig(spacing=(6.0, 6.0, 9.0), size_kji=(16, 32, 32))
+
+
+@pytest.fixture(scope="module")
+def sts_paths(sts_dir, tmp_path_factory):
+    dataset = open_dataset(f"sts:{sts_dir}")
+    return cached_icr_cases(dataset, TINY_DATA, ["STS_001", "STS_002"], tmp_path_factory.mktemp("cache"))
+
+
+def test_folds_split_patients_deterministically():
+    ids = [f"STS_{n:03d}" for n in range(1, 21)]
+    folds = cv_folds(ids, 5)
+    assert [len(f) for f in folds] == [4] * 5
+    assert sorted(sum(folds, [])) == ids
+    assert folds[0] == ["STS_001", "STS_006", "STS_011", "STS_016"]
+    train, test = fold_split(ids, 0)
+    assert test == folds[0] and len(train) == 16 and not set(train) & set(test)
+    assert cv_folds(ids, 5) == folds
+    with pytest.raises(InputError, match="fold 5 does not exist"):
+        fold_split(ids, 5)
+    with pytest.raises(InputError, match="need at least"):
+        cv_folds(ids[:3], 5)
+
+
+def test_crop_is_centred_on_the_reference_image():
+    reference = Geometry((10, 20, 30), (1.0, 1.0, 2.0), (-5.0, 3.0, 100.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    crop = crop_geometry(reference, ICRDataConfig(spacing=(2.0, 2.0, 3.0), size_kji=(4, 8, 8)))
+    # Reference centre: origin + (29/2 * 1, 19/2 * 1, 9/2 * 2) = (9.5, 12.5, 109); crop centre: origin + (7, 7, 4.5).
+    assert crop.origin == pytest.approx((2.5, 5.5, 104.5))
+    assert crop.shape == (4, 8, 8) and crop.spacing == (2.0, 2.0, 3.0)
+
+
+def test_sts_case_on_the_crop(sts_dir, sts_paths):
+    case = load_icr_case(sts_paths[0])
+    assert case.image.shape == (2, 16, 32, 32) and case.image.dtype == np.float32
+    ct, pet = case.image
+    assert 0.0 <= ct.min() and ct.max() <= 1.0  # soft-tissue window
+    assert pet.max() > 0.3  # the tumour's uptake, carried over from the PET grid through physical space
+    assert pet[case.truth].mean() > pet[~case.truth].mean()
+    # The tumour lies inside the crop: its volume is kept within resampling error.
+    mask = read_sts_masks(sts_dir / "STS_001")["ct"]
+    expected_ml = mask.array.sum() * mask.geometry.voxel_volume_mm3 / 1000
+    assert case.truth.sum() * case.geometry.voxel_volume_mm3 / 1000 == pytest.approx(expected_ml, rel=0.1)
+
+
+def test_augmentation_keeps_image_and_label_together(sts_paths):
+    case = load_icr_case(sts_paths[0])
+    transform = augmentation(seed=3)
+    outs = [transform({"image": case.image, "label": case.truth[None].astype(np.float32)}) for _ in range(4)]
+    for out in outs:
+        image, label = np.asarray(out["image"]), np.asarray(out["label"])[0] > 0.5
+        assert image.shape == case.image.shape and label.shape == case.truth.shape
+        assert abs(int(label.sum()) - int(case.truth.sum())) < 0.5 * case.truth.sum()
+        assert image[1][label].mean() > image[1][~label].mean()  # PET still bright on the moved tumour
+    assert any(not np.array_equal(np.asarray(o["image"]), case.image) for o in outs)
+
+
+def _config(**changes) -> ICRTrainConfig:
+    base = dict(steps=3, network=TINY_NETWORK, data=TINY_DATA, log_every=1, val_every=3, val_cases=1, val_clicks=1,
+                checkpoint_every=2)
+    return ICRTrainConfig(**{**base, **changes})
+
+
+def _steps(run: RunFolder) -> list[int]:
+    lines = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in lines if "loss" in r]
+
+
+def test_initial_then_two_stage_training_write_run_folders(sts_paths, tmp_path):
+    initial = RunFolder(tmp_path / "initial")
+    result = train_icr(sts_paths[:1], sts_paths[1:], initial, _config(stage="initial"), device="cpu")
+    assert result["step"] == 3 and set(result["val"]) == {"dice_0"}
+    assert _steps(initial) == [1, 2, 3]
+    assert yaml.safe_load((initial.path / "config.yaml").read_text())["stage"] == "initial"
+    assert initial.load_checkpoint()["step"] == 3
+    assert load_icr_model(initial.best_path).spec.kind == "initial"
+
+    refine = RunFolder(tmp_path / "refine")
+    config = _config(stage="refine", style="two_stage", max_interactions=3, steps=4)
+    result = train_icr(sts_paths[:1], sts_paths[1:], refine, config, initial=initial.best_path, device="cpu")
+    assert result["step"] == 4 and set(result["val"]) == {"dice_0", "dice_1"}
+    assert _steps(refine) == [1, 2, 3, 4]  # one optimiser step per interaction
+    model = load_icr_model(refine.best_path)
+    assert model.spec.kind == "two_stage" and model.spec.spacing == (6.0, 6.0, 9.0)
+    # The stage-1 network is carried over unchanged.
+    stage1 = load_icr_model(initial.best_path)
+    for name, value in stage1.initial_net.state_dict().items():
+        assert np.array_equal(value.numpy(), model.initial_net.state_dict()[name].numpy())
+
+
+@pytest.mark.parametrize("style", ["deepgrow", "deepedit"])
+def test_baseline_training(style, sts_paths, tmp_path):
+    run = RunFolder(tmp_path / style)
+    result = train_icr(sts_paths, [], run, _config(stage="refine", style=style, steps=2), device="cpu")
+    assert result["step"] == 2 and _steps(run) == [1, 2]
+    assert load_icr_model(run.best_path).spec.kind == style
+
+
+def test_two_stage_needs_a_stage_one_model(sts_paths, tmp_path):
+    with pytest.raises(InputError, match="--initial"):
+        train_icr(sts_paths, [], RunFolder(tmp_path / "r"), _config(stage="refine"), device="cpu")
+    with pytest.raises(InputError, match="multiples of 4"):
+        train_icr(sts_paths, [], RunFolder(tmp_path / "r"), _config(data=ICRDataConfig(size_kji=(10, 32, 32))), device="cpu")
+
+
+def test_train_cli_runs_a_fold_from_a_settings_file(sts_dir, tmp_path, capsys):
+    settings = tmp_path / "tiny.yaml"
+    settings.write_text(yaml.safe_dump({
+        "network": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0},
+        "data": {"spacing": [6.0, 6.0, 9.0], "size_kji": [16, 32, 32]},
+        "val_cases": 1, "log_every": 1,
+    }))
+    out = tmp_path / "run"
+    args = ["train", "initial", "--data", f"sts:{sts_dir}", "--out", str(out), "--config", str(settings), "--steps", "1",
+            "--fold", "4", "--cache", str(tmp_path / "cache"), "--device", "cpu"]
+    assert main(args) == 0
+    assert "training initial on 16 case(s), validating on 4" in capsys.readouterr().err
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["fold"] == 4 and config["network"]["channels"] == [4, 8, 16] and config["stage"] == "initial"
+    assert load_icr_model(out / "best.pt").spec.network.channels == (4, 8, 16)
+    assert main(args) == 1  # the run folder holds a checkpoint: --resume is needed
+    assert "pass --resume" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Cross-validated scoring of cross-modal tumour models: Dice, ASD and HD95 on each held-out case.
+
+Each trained fold (a run folder with ``best.pt``) is scored on the patients its checkpoint records
+as held out, end to end: the raw CT and MR go through :func:`segment_tumour` and the result is
+compared with the reference tumour on the CT grid.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsert.crossmodal.inference import TUMOUR, load_checkpoint, segment_tumour
+from sparsert.data.datasets import Dataset
+from sparsert.data.sts import GTV
+from sparsert.errors import InputError
+from sparsert.metrics.segmentation import average_surface_distance, dice, hd95
+
+METRICS = ("dice", "asd_mm", "hd95_mm")
+
+
+def fold_checkpoints(runs: list[Path]) -> list[Path]:
+    """``best.pt`` of each run folder; a folder without one stands for its ``fold_*`` run folders."""
+    found = []
+    for run in runs:
+        if (run / "best.pt").is_file():
+            found.append(run / "best.pt")
+            continue
+        folds = sorted(p / "best.pt" for p in run.glob("fold_*") if (p / "best.pt").is_file())
+        if not folds:
+            raise InputError(f"{run}: no best.pt, neither in the folder nor in fold_* run folders")
+        found += folds
+    return found
+
+
+def held_out_cases(checkpoint: Path) -> list[str]:
+    metadata = torch.load(checkpoint, map_location="cpu", weights_only=True).get("metadata", {})
+    cases = metadata.get("test_cases")
+    if not cases:
+        raise InputError(f"{checkpoint}: records no held-out cases (train it with `sparsert train crossmodal`)")
+    return list(cases)
+
+
+def evaluate_crossmodal(
+    dataset: Dataset,
+    checkpoints: list[Path],
+    *,
+    device: str | torch.device = "cpu",
+    on_case: Callable[[str], None] | None = None,
+) -> dict:
+    """Per-case scores of every checkpoint on its held-out cases, and their summary."""
+    rows = []
+    for checkpoint in checkpoints:
+        model = load_checkpoint(checkpoint, device)
+        for case_id in held_out_cases(checkpoint):
+            if case_id not in dataset:
+                raise InputError(f"{checkpoint}: held-out case '{case_id}' is not in {dataset.root}")
+            case = dataset.load(case_id)
+            start = time.perf_counter()
+            result = segment_tumour(
+                case.images["ct"], case.images.get("mr"), model,
+                ct_name=str(case.files.get("ct", case_id)), mr_name=str(case.files.get("mr", case_id)),
+            )
+            seconds = time.perf_counter() - start
+            predicted, reference = result[TUMOUR].mask, case.structures[GTV].mask
+            spacing = case.geometry.spacing_kji
+            rows.append({
+                "case_id": case_id,
+                "model": str(checkpoint),
+                "dice": dice(predicted, reference),
+                "asd_mm": average_surface_distance(predicted, reference, spacing),
+                "hd95_mm": hd95(predicted, reference, spacing),
+                "seconds": seconds,
+                "warnings": result.warnings,
+            })
+            if on_case:
+                on_case(case_id)
+    summary = {}
+    for key in METRICS + ("seconds",):
+        values = np.array([r[key] for r in rows], dtype=float)
+        summary[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "median": float(np.median(values))}
+    return {"n_cases": len(rows), "n_models": len(checkpoints), "summary": summary, "cases": rows}

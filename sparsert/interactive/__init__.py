@@ -1,0 +1,1 @@
+"""Click-based interactive refinement (2S-ICR): click encoding and simulation, refinement passes, sessions."""

@@ -1,0 +1,299 @@
+"""Training of the click-refinement models: stage 1, stage 2, and the DeepGrow/DeepEdit-style baselines.
+
+All styles use the same network configuration, Dice + BCE loss, augmentation and budget (``steps``
+optimiser steps); one step is one optimiser update on one augmented case.
+
+- ``initial`` (stage 1): image channels -> tumour probability.
+- ``refine`` / ``two_stage`` (stage 2): per sample the frozen stage-1 model gives the starting
+  probability, then 1..``max_interactions`` simulated clicks follow; *every* interaction is an
+  optimiser step. The click is drawn from the current mask's errors (p proportional to the border
+  distance); the network sees image + previous probability + click maps, where the previous
+  probability is replaced by 0.5 everywhere with probability ``mask_dropout`` (mask dropout).
+- ``refine`` / ``deepgrow``: the DeepGrow protocol. One network on image + click maps only. Per
+  sample, clicks are simulated with the network in the loop without gradients (the first from an
+  empty mask, so a positive click inside the tumour), then *one* optimiser step on the final click set.
+- ``refine`` / ``deepedit``: as ``deepgrow``, but a ``click_free_share`` of the samples are trained
+  with empty click maps (automatic segmentation), as DeepEdit does (MONAI Label trains it with
+  ``deepgrow_probability_train = 0.4``, i.e. 60% click-free samples).
+
+MONAI's ``monai.apps.deepgrow`` / ``monai.apps.deepedit`` transforms are not used for the baselines:
+their click sampling weights voxels by ``exp(d) - 1`` of a chessboard distance in voxels and their
+guidance maps are min-max normalised Gaussians of a sigma in voxels, kept as JSON point lists; using
+them would give the baselines another click distribution and click encoding than the two-stage model,
+so the comparison would mix protocol and encoding. The baselines here reproduce the DeepGrow and
+DeepEdit *training protocols* on this module's clicks (:mod:`sparsert.interactive.clicks`).
+Augmentation uses MONAI's RandAffined, RandFlipd, RandScaleIntensityd and RandShiftIntensityd.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsert.device import resolve_device
+from sparsert.errors import InputError
+from sparsert.evaluation.refine import evaluate_refinement
+from sparsert.interactive.clicks import Click, click_maps, sample_click
+from sparsert.losses.completion import dense_bce_dice
+from sparsert.models.icr import ICRModel, ICRNetConfig, ICRSpec, load_icr_model
+from sparsert.training.icr_data import ICRCase, ICRDataConfig, augmentation, load_icr_case
+from sparsert.training.run import RunFolder
+
+STAGES = ("initial", "refine")
+STYLES = ("two_stage", "deepgrow", "deepedit")
+
+
+@dataclass
+class ICRTrainConfig:
+    stage: str = "refine"
+    style: str = "two_stage"  # refine stage only
+    steps: int = 20000  # optimiser steps (the budget shared by all styles)
+    lr: float = 3e-4
+    weight_decay: float = 1e-5
+    seed: int = 0
+    n_folds: int = 5
+    fold: int | None = 0  # held-out fold (validation only); None: every case trains
+    max_interactions: int = 15
+    mask_dropout: float = 0.2
+    click_free_share: float = 0.6  # deepedit
+    augment: bool = True
+    click_radius_mm: float = 5.0
+    click_sigma_mm: float = 2.0
+    val_every: int = 500
+    val_clicks: int = 5
+    val_cases: int = 4
+    select_on_val: bool = False  # False: best.pt holds the last weights (no selection on held-out data)
+    checkpoint_every: int = 50
+    log_every: int = 10
+    threads: int = 2
+    network: ICRNetConfig = field(default_factory=ICRNetConfig)
+    data: ICRDataConfig = field(default_factory=ICRDataConfig)
+
+    def spec(self) -> ICRSpec:
+        kind = "initial" if self.stage == "initial" else self.style
+        return ICRSpec(
+            kind=kind, modalities=tuple(self.data.modalities), structure=self.data.structure,
+            spacing=tuple(self.data.spacing), click_radius_mm=self.click_radius_mm,
+            click_sigma_mm=self.click_sigma_mm, network=self.network,
+        )
+
+    def check(self) -> None:
+        if self.stage not in STAGES:
+            raise InputError(f"stage '{self.stage}' unknown (known: {', '.join(STAGES)})")
+        if self.style not in STYLES:
+            raise InputError(f"style '{self.style}' unknown (known: {', '.join(STYLES)})")
+        multiple = self.network.size_multiple
+        if any(s % multiple for s in self.data.size_kji):
+            raise InputError(
+                f"data.size_kji {tuple(self.data.size_kji)} must be multiples of {multiple} (the product of network.strides)"
+            )
+        if self.max_interactions < 1:
+            raise InputError(f"max_interactions must be >= 1, got {self.max_interactions}")
+
+
+def cosine(step: int, steps: int) -> float:
+    """Learning-rate factor: cosine decay from 1 to 0 over ``steps``."""
+    return 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
+class Samples:
+    """Endless augmented (image, truth) pairs drawn from cached cases, held in memory."""
+
+    def __init__(self, cases: list[ICRCase], config: ICRTrainConfig, rng: np.random.Generator) -> None:
+        if not cases:
+            raise InputError("no training cases")
+        self.cases, self.rng = cases, rng
+        self.transform = augmentation(config.seed) if config.augment else None
+
+    def draw(self) -> tuple[ICRCase, np.ndarray, np.ndarray]:
+        case = self.cases[int(self.rng.integers(len(self.cases)))]
+        image, truth = case.image, case.truth
+        if self.transform is not None:
+            out = self.transform({"image": image, "label": truth[None].astype(np.float32)})
+            image = np.asarray(out["image"], dtype=np.float32)
+            truth = np.asarray(out["label"])[0] > 0.5
+        return case, image, truth
+
+
+class Trainer:
+    def __init__(self, config: ICRTrainConfig, device: torch.device, initial: Path | None, resuming: bool = False) -> None:
+        """``initial``: the stage-1 model file of two-stage refinement (not needed when ``resuming``:
+        the checkpoint holds the stage-1 weights)."""
+        self.config = config
+        self.device = device
+        self.model = ICRModel(config.spec()).to(device)
+        if config.stage == "refine" and config.style == "two_stage":
+            if initial is not None:
+                self._load_stage1(initial)
+            elif not resuming:
+                raise InputError("training the two-stage refinement needs a trained stage-1 model (--initial RUN/best.pt)")
+            self.model.initial_net.requires_grad_(False)
+        trained = self.model.initial_net if config.stage == "initial" else self.model.refine_net
+        self.optimiser = torch.optim.AdamW(trained.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, lambda s: cosine(s, config.steps))
+        self.step = 0
+
+    def train_mode(self) -> None:
+        """Training mode, except a frozen stage-1 network (batch-norm statistics stay as trained)."""
+        self.model.train()
+        if self.config.stage == "refine" and self.model.initial_net is not None:
+            self.model.initial_net.eval()
+
+    def _load_stage1(self, path: Path) -> None:
+        stage1 = load_icr_model(path)
+        if stage1.initial_net is None:
+            raise InputError(f"{path}: has no stage-1 network (kind '{stage1.spec.kind}')")
+        if stage1.spec.network != self.config.network or stage1.spec.modalities != tuple(self.config.data.modalities):
+            raise InputError(f"{path}: stage-1 network or modalities differ from this configuration")
+        self.model.initial_net.load_state_dict(stage1.initial_net.state_dict())
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        return t[None, None].to(self.device) if t.ndim == 3 else t[None].to(self.device)
+
+    def _update(self, logits: torch.Tensor, truth: torch.Tensor) -> float:
+        loss = dense_bce_dice(logits, truth)
+        self.optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.optimiser.step()
+        self.scheduler.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def _maps(self, shape, clicks: list[Click], spacing) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        positive, negative = click_maps(shape, clicks, spacing, c.click_radius_mm, c.click_sigma_mm)
+        return self._tensor(positive), self._tensor(negative)
+
+    def sample_losses(self, image_np: np.ndarray, truth_np: np.ndarray, spacing, rng: np.random.Generator) -> list[float]:
+        """Train on one augmented sample; returns the loss of each optimiser step taken."""
+        image, truth = self._tensor(image_np), self._tensor(truth_np)
+        c = self.config
+        if c.stage == "initial" or (c.style == "deepedit" and rng.random() < c.click_free_share):
+            return [self._update(self.model.initial_logits(image), truth)]
+        interactions = int(rng.integers(1, c.max_interactions + 1))
+        if c.style == "two_stage":
+            return self._two_stage(image, truth, truth_np, spacing, interactions, rng)
+        return self._deepgrow(image, truth, truth_np, spacing, interactions, rng)
+
+    def _two_stage(self, image, truth, truth_np, spacing, interactions: int, rng: np.random.Generator) -> list[float]:
+        """Stage-1 start, then one optimiser step per simulated click, with mask dropout."""
+        c = self.config
+        with torch.no_grad():
+            probability = torch.sigmoid(self.model.initial_logits(image))
+        clicks: list[Click] = []
+        losses = []
+        for _ in range(interactions):
+            if self.step >= c.steps:
+                break
+            click = sample_click(probability[0, 0].cpu().numpy() > 0.5, truth_np, spacing, rng)
+            if click is None:
+                break
+            clicks.append(click)
+            positive, negative = self._maps(truth_np.shape, clicks, spacing)
+            previous = torch.full_like(probability, 0.5) if rng.random() < c.mask_dropout else probability
+            logits = self.model.refine_logits(image, previous, positive, negative)
+            losses.append(self._update(logits, truth))
+            probability = torch.sigmoid(logits.detach())
+        return losses
+
+    def _deepgrow(self, image, truth, truth_np, spacing, interactions: int, rng: np.random.Generator) -> list[float]:
+        """DeepGrow protocol: clicks simulated with the network in the loop (no gradients), then one step."""
+        prediction = np.zeros(truth_np.shape, bool)
+        clicks: list[Click] = []
+        for n in range(interactions):
+            click = sample_click(prediction, truth_np, spacing, rng)
+            if click is None:
+                break
+            clicks.append(click)
+            if n < interactions - 1:
+                positive, negative = self._maps(truth_np.shape, clicks, spacing)
+                self.model.eval()  # simulated interactions are inference, as in MONAI's Interaction
+                with torch.no_grad():
+                    logits = self.model.refine_logits(image, None, positive, negative)
+                self.train_mode()
+                prediction = logits[0, 0].cpu().numpy() > 0
+        positive, negative = self._maps(truth_np.shape, clicks, spacing)
+        return [self._update(self.model.refine_logits(image, None, positive, negative), truth)]
+
+    def state(self, best: float) -> dict:
+        return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step, "best": best}
+
+
+def _crossed(before: int, after: int, every: int, last: int) -> bool:
+    """Whether steps ``before`` -> ``after`` passed a multiple of ``every`` or reached ``last``
+    (one sample may take several steps)."""
+    return after // every > before // every or after == last > before
+
+
+def validate(model: ICRModel, cases: list[ICRCase], clicks: int) -> dict:
+    """Mean Dice at 0 and ``clicks`` clicks (interior protocol, whole-volume passes); ``model`` in eval mode."""
+    max_clicks = 0 if model.spec.kind == "initial" else clicks
+    result = evaluate_refinement(model, cases, max_clicks=max_clicks, protocol="interior", mode="whole")
+    out = {"dice_0": result["dice_at"]["0"]["mean"]}
+    if max_clicks:
+        out[f"dice_{max_clicks}"] = float(result["dice_curve"][max_clicks])
+    return out
+
+
+def train_icr(
+    train_paths: list[Path],
+    val_paths: list[Path],
+    run: RunFolder,
+    config: ICRTrainConfig,
+    initial: Path | None = None,
+    resume: bool = True,
+    device: str | torch.device = "auto",
+) -> dict:
+    """Train one model into ``run``; ``initial`` is the stage-1 model file (two-stage refinement only)."""
+    config.check()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    torch.set_num_threads(config.threads)
+    state = run.load_checkpoint() if resume else None
+    trainer = Trainer(config, resolve_device(device), initial, resuming=state is not None)
+    best = -1.0
+    if state is not None:
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimiser.load_state_dict(state["optimiser"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
+        trainer.step, best = state["step"], state["best"]
+    run.write_config(config)
+    rng = np.random.default_rng(config.seed + trainer.step)
+    samples = Samples([load_icr_case(p) for p in train_paths], config, rng)
+    val_cases = [load_icr_case(p) for p in val_paths[: config.val_cases]]
+    spec = config.spec()
+    trainer.train_mode()
+    running: list[float] = []
+    last_val: dict = {}
+    while trainer.step < config.steps:
+        before = trainer.step
+        case, image, truth = samples.draw()
+        losses = trainer.sample_losses(image, truth, case.spacing_kji, rng)
+        for step, loss in zip(range(before + 1, trainer.step + 1), losses):
+            running.append(loss)
+            if step % config.log_every == 0:
+                lr = config.lr * cosine(step - 1, config.steps)  # the rate this step was taken with
+                run.log(step, lr=lr, loss=float(np.mean(running)), case=case.case_id)
+                running = []
+        if val_cases and _crossed(before, trainer.step, config.val_every, config.steps):
+            trainer.model.eval()
+            last_val = validate(trainer.model, val_cases, config.val_clicks)
+            trainer.train_mode()
+            run.log(trainer.step, **{f"val_{k}": v for k, v in last_val.items()})
+            score = last_val.get(f"dice_{config.val_clicks}", last_val["dice_0"])
+            if config.select_on_val and score > best:
+                best = score
+                run.save_best(trainer.model.state_dict(), spec.to_dict(), {"step": trainer.step, "val": last_val})
+        if _crossed(before, trainer.step, config.checkpoint_every, config.steps):
+            run.save_checkpoint(trainer.state(best))
+    if not config.select_on_val or best < 0:
+        run.save_best(trainer.model.state_dict(), spec.to_dict(), {"step": trainer.step, "val": last_val, "selection": "last"})
+    return {"step": trainer.step, "val": last_val}
