@@ -16,8 +16,9 @@ from sparsert.errors import InputError
 from sparsert.io.volume import Geometry
 from sparsert.models.icr import load_icr_model
 from sparsert.training.icr import ICRTrainConfig, train_icr
+from sparsert.training.folds import cv_folds, fold_split
 from sparsert.training.icr_data import (
-    ICRDataConfig, augmentation, cached_icr_cases, crop_geometry, cv_folds, fold_split, load_icr_case,
+    ICRDataConfig, augmentation, cached_icr_cases, crop_geometry, load_icr_case,
 )
 from sparsert.training.run import RunFolder
 

@@ -106,7 +106,8 @@ def run_refine(args: argparse.Namespace) -> int:
     from sparsert.evaluation.refine import evaluate_refinement, plot_dice_curves
     from sparsert.models.icr import load_click_model
     from sparsert.models.registry import resolve_weights
-    from sparsert.training.icr_data import ICRDataConfig, cached_icr_cases, fold_split, load_icr_case
+    from sparsert.training.folds import fold_split
+    from sparsert.training.icr_data import ICRDataConfig, cached_icr_cases, load_icr_case
 
     for path in filter(None, (args.out, args.plot)):
         if Path(path).exists() and not args.overwrite:

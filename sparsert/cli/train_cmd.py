@@ -21,19 +21,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     scm.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP + " (cases with dense structures)")
     scm.add_argument("--val-data", metavar="DIR", help="validation data set (default: the last 10%% of --data)")
     scm.add_argument("--out", required=True, metavar="RUN", help="run folder")
-    scm.add_argument("--config", metavar="YAML", help="settings file (see the run folder's config.yaml for every key)")
-    scm.add_argument("--steps", type=int, help="optimiser steps")
-    scm.add_argument("--seed", type=int)
     scm.add_argument("--max-cases", type=int, help="use only the first N training cases")
-    scm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="any setting, e.g. --set losses.boundary=0 --set model.use_clustering=false")
-    scm.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder (default: ~/.cache/sparsert/preprocessed)")
-    scm.add_argument("--resume", action="store_true", help="continue the run in RUN from its checkpoint")
-    add_device_option(scm)
+    add_run_options(scm, "--set losses.boundary=0 --set model.use_clustering=false")
     scm.set_defaults(run=run_scm)
 
     register_icr(models)
     register_crossmodal(models)
+
+
+def add_run_options(parser: argparse.ArgumentParser, set_example: str) -> None:
+    """The options every training takes: settings, run control, cache and device."""
+    parser.add_argument("--config", metavar="YAML", help="settings file (see the run folder's config.yaml for every key)")
+    parser.add_argument("--steps", type=int, help="optimiser steps")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"any setting, e.g. {set_example}")
+    parser.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder (default: ~/.cache/sparsert/preprocessed)")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
+    add_device_option(parser)
+
+
+def open_run(path: str | Path, resume: bool):
+    """The run folder at ``path``; one holding a checkpoint is only reused with --resume."""
+    from sparsert.training.run import RunFolder
+
+    run = RunFolder(path)
+    if run.checkpoint_path.exists() and not resume:
+        raise InputError(f"{run.path}: holds a checkpoint already; pass --resume to continue it, or choose another --out")
+    return run
+
+
+def preprocessing_progress(total: int):
+    """An ``on_case`` callback drawing a progress bar over ``total`` cases."""
+    bar = ProgressCallback("preprocessing")
+    done = iter(range(1, total + 1))
+    return lambda case_id: bar(next(done), total, case_id)
 
 
 def parse_settings(items: list[str]) -> dict[str, object]:
@@ -44,12 +65,9 @@ def run_scm(args: argparse.Namespace) -> int:
     from sparsert.data.datasets import open_dataset
     from sparsert.training.cache import cached_cases
     from sparsert.training.config import load_config
-    from sparsert.training.run import RunFolder
     from sparsert.training.scm import SCMTrainConfig, train_scm
 
-    run = RunFolder(args.out)
-    if run.checkpoint_path.exists() and not args.resume:
-        raise InputError(f"{args.out}: holds a checkpoint already; pass --resume to continue it, or choose another --out")
+    run = open_run(args.out, args.resume)
     overrides = {"steps": args.steps, "seed": args.seed, **parse_settings(args.set)}
     config = load_config(SCMTrainConfig, args.config, overrides)
     cache = Path(args.cache) if args.cache else None
@@ -63,9 +81,7 @@ def run_scm(args: argparse.Namespace) -> int:
         n_val = max(1, len(ids) // 10) if len(ids) > 1 else 0
         train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
         val_paths = cached_cases(data, cache, val_ids) if val_ids else []
-    bar = ProgressCallback("preprocessing")
-    done = iter(range(1, len(train_ids) + 1))
-    train_paths = cached_cases(data, cache, train_ids, on_case=lambda c: bar(next(done), len(train_ids), c))
+    train_paths = cached_cases(data, cache, train_ids, on_case=preprocessing_progress(len(train_ids)))
     print(f"training scm on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}", file=sys.stderr)
     result = train_scm(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
     print(f"finished at step {result['step']}; best validation mean Dice {result['best_mean_dice']:.4f}")
@@ -85,14 +101,7 @@ def register_icr(models: argparse._SubParsersAction) -> None:
         parser.add_argument("--out", required=True, metavar="RUN", help="run folder")
         parser.add_argument("--fold", type=int, help="held-out cross-validation fold 0..N-1 (default 0)")
         parser.add_argument("--all-cases", action="store_true", help="train on every case (no held-out fold)")
-        parser.add_argument("--config", metavar="YAML", help="settings file (see the run folder's config.yaml for every key)")
-        parser.add_argument("--steps", type=int, help="optimiser steps")
-        parser.add_argument("--seed", type=int)
-        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                            help="any setting, e.g. --set network.channels=[8,16,32,64,128] --set data.modalities=[ct]")
-        parser.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder (default: ~/.cache/sparsert/preprocessed)")
-        parser.add_argument("--resume", action="store_true", help="continue the run in RUN from its checkpoint")
-        add_device_option(parser)
+        add_run_options(parser, "--set network.channels=[8,16,32,64,128] --set data.modalities=[ct]")
         parser.set_defaults(run=run_icr)
 
 
@@ -100,12 +109,10 @@ def run_icr(args: argparse.Namespace) -> int:
     from sparsert.data.datasets import open_dataset
     from sparsert.training.config import load_config
     from sparsert.training.icr import ICRTrainConfig, train_icr
-    from sparsert.training.icr_data import cached_icr_cases, fold_split
-    from sparsert.training.run import RunFolder
+    from sparsert.training.folds import fold_split
+    from sparsert.training.icr_data import cached_icr_cases
 
-    run = RunFolder(args.out)
-    if run.checkpoint_path.exists() and not args.resume:
-        raise InputError(f"{args.out}: holds a checkpoint already; pass --resume to continue it, or choose another --out")
+    run = open_run(args.out, args.resume)
     overrides = {"stage": args.model, "steps": args.steps, "seed": args.seed, "fold": args.fold, **parse_settings(args.set)}
     if args.model == "refine" and args.style:
         overrides["style"] = args.style
@@ -118,9 +125,7 @@ def run_icr(args: argparse.Namespace) -> int:
     ids = data.case_ids()
     train_ids, val_ids = (ids, []) if config.fold is None else fold_split(ids, config.fold, config.n_folds)
     cache = Path(args.cache) if args.cache else None
-    bar = ProgressCallback("preprocessing")
-    done = iter(range(1, len(ids) + 1))
-    paths = cached_icr_cases(data, config.data, train_ids + val_ids, cache, on_case=lambda c: bar(next(done), len(ids), c))
+    paths = cached_icr_cases(data, config.data, train_ids + val_ids, cache, on_case=preprocessing_progress(len(ids)))
     train_paths, val_paths = paths[: len(train_ids)], paths[len(train_ids):]
     what = args.model if args.model == "initial" else f"refine ({config.style})"
     print(f"training {what} on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}",
@@ -140,14 +145,7 @@ def register_crossmodal(models: argparse._SubParsersAction) -> None:
                         "(the full method), ssl, imr, imc (loss ablations), no-cff, no-cfe, ct-only, stacked-pce, full-supervision")
     parser.add_argument("--fold", metavar="K|all", help="held-out cross-validation fold (default 0), or all folds in turn")
     parser.add_argument("--scribbles", metavar="DIR", help="read <case>.seg.nrrd scribbles from DIR instead of simulating them")
-    parser.add_argument("--config", metavar="YAML", help="settings file (see the run folder's config.yaml for every key)")
-    parser.add_argument("--steps", type=int, help="optimiser steps")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any setting, e.g. --set losses.lambda_ct=0 --set scribbles.background=automatic")
-    parser.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder (default: ~/.cache/sparsert/preprocessed)")
-    parser.add_argument("--resume", action="store_true", help="continue the run(s) from their checkpoints")
-    add_device_option(parser)
+    add_run_options(parser, "--set losses.lambda_ct=0 --set scribbles.background=automatic")
     parser.set_defaults(run=run_crossmodal)
 
 
@@ -156,8 +154,7 @@ def run_crossmodal(args: argparse.Namespace) -> int:
     from sparsert.training.config import load_config
     from sparsert.training.crossmodal import CrossModalTrainConfig, check_config, train_crossmodal, variant_settings
     from sparsert.training.crossmodal_cache import cached_cases
-    from sparsert.training.icr_data import fold_split
-    from sparsert.training.run import RunFolder
+    from sparsert.training.folds import fold_split
 
     overrides = {
         **(variant_settings(args.variant) if args.variant else {}),
@@ -172,14 +169,10 @@ def run_crossmodal(args: argparse.Namespace) -> int:
     for fold in folds:
         config.fold = fold
         check_config(config)
-        run = RunFolder(Path(args.out) / f"fold_{fold}" if args.fold == "all" else args.out)
-        if run.checkpoint_path.exists() and not args.resume:
-            raise InputError(f"{run.path}: holds a checkpoint already; pass --resume to continue it, or choose another --out")
+        run = open_run(Path(args.out) / f"fold_{fold}" if args.fold == "all" else args.out, args.resume)
         train_ids, test_ids = fold_split(data.case_ids(), fold, config.folds)
         ids = train_ids + test_ids
-        bar = ProgressCallback("preprocessing")
-        done = iter(range(1, len(ids) + 1))
-        paths = cached_cases(data, config.preprocessing, cache, ids, on_case=lambda c: bar(next(done), len(ids), c))
+        paths = cached_cases(data, config.preprocessing, cache, ids, on_case=preprocessing_progress(len(ids)))
         print(f"training crossmodal ({config.variant}) fold {fold} on {len(train_ids)} case(s), held out {len(test_ids)}; "
               f"run folder {run.path}", file=sys.stderr)
         result = train_crossmodal(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +66,8 @@ def preprocess_case(dataset: Dataset, case_id: str) -> CachedCase:
     )
 
 
-def _save(path: Path, c: CachedCase) -> None:
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(
-        tmp,
+def _arrays(c: CachedCase) -> dict[str, np.ndarray]:
+    return dict(
         image=c.image.astype(np.float16),
         names=np.array(c.names),
         masks=np.packbits(c.masks, axis=-1),
@@ -79,7 +77,6 @@ def _save(path: Path, c: CachedCase) -> None:
         spacing=np.array(c.spacing_kji),
         dose=c.dose if c.dose is not None else np.zeros(0, np.float32),
     )
-    tmp.replace(path)  # atomic: a half-written entry never looks complete
 
 
 def load_cached(path: Path) -> CachedCase:
@@ -99,6 +96,35 @@ def load_cached(path: Path) -> CachedCase:
     )
 
 
+def entry_path(folder: Path, case_id: str) -> Path:
+    """The cache file of a case (nested case ids such as ``train/pt_1`` flattened)."""
+    return folder / f"{case_id.replace('/', '__')}.npz"
+
+
+def get_or_make(
+    folder: Path,
+    case_ids: Sequence[str],
+    make: Callable[[str], dict[str, np.ndarray]],
+    on_case: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Cache entries of ``case_ids`` in ``folder``, computing the arrays of missing ones with ``make``.
+
+    Entries are written atomically, so a half-written entry never looks complete.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for case_id in case_ids:
+        path = entry_path(folder, case_id)
+        if not path.exists():
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, **make(case_id))
+            tmp.replace(path)
+        if on_case:
+            on_case(case_id)
+        paths.append(path)
+    return paths
+
+
 def cached_cases(
     dataset: Dataset,
     root: Path | None = None,
@@ -106,14 +132,5 @@ def cached_cases(
     on_case: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Paths of the cached entries of ``case_ids`` (all cases by default), computing missing ones."""
-    folder = cache_dir_for(dataset, root)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for case_id in case_ids or dataset.case_ids():
-        path = folder / f"{case_id}.npz"
-        if not path.exists():
-            _save(path, preprocess_case(dataset, case_id))
-        if on_case:
-            on_case(case_id)
-        paths.append(path)
-    return paths
+    make = lambda case_id: _arrays(preprocess_case(dataset, case_id))  # noqa: E731
+    return get_or_make(cache_dir_for(dataset, root), case_ids or dataset.case_ids(), make, on_case)

@@ -80,7 +80,7 @@ class CrossModalTrainConfig:
     batch_size: int = 2
     patch: tuple[int, int, int] = (32, 64, 64)  # (k, j, i) working-grid voxels, multiples of 16
     foreground_p: float = 0.7  # share of patches centred on a tumour scribble
-    folds: int = 5  # cross-validation by patient (sparsert.training.icr_data.fold_split)
+    folds: int = 5  # cross-validation by patient (sparsert.training.folds.fold_split)
     fold: int = 0
     seed: int = 0
     val_every: int = 250

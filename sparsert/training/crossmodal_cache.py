@@ -20,7 +20,7 @@ from sparsert.data.datasets import Dataset
 from sparsert.data.sts import GTV
 from sparsert.errors import InputError
 from sparsert.io.volume import Geometry, Volume, resample
-from sparsert.training.cache import cache_dir_for
+from sparsert.training.cache import cache_dir_for, get_or_make
 
 CACHE_VERSION = "1"
 
@@ -61,11 +61,9 @@ def preprocess_case(dataset: Dataset, case_id: str, config: PreprocessConfig) ->
     return CrossModalCase(case_id, inputs.ct, inputs.mr, inputs.mr_valid, inputs.body, mask, inputs.geometry)
 
 
-def _save(path: Path, c: CrossModalCase) -> None:
-    tmp = path.with_suffix(".tmp.npz")
+def _arrays(c: CrossModalCase) -> dict[str, np.ndarray]:
     g = c.geometry
-    np.savez_compressed(
-        tmp,
+    return dict(
         ct=c.ct.astype(np.float16),
         mr=c.mr.astype(np.float16),
         flags=np.packbits(np.stack([c.mr_valid, c.body, c.mask]), axis=-1),
@@ -74,7 +72,6 @@ def _save(path: Path, c: CrossModalCase) -> None:
         origin=np.array(g.origin),
         direction=np.array(g.direction),
     )
-    tmp.replace(path)  # atomic: a half-written entry never looks complete
 
 
 def load_case(path: Path) -> CrossModalCase:
@@ -95,14 +92,6 @@ def cached_cases(
     on_case: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Paths of the cached entries of ``case_ids`` (all cases by default), computing missing ones."""
-    folder = crossmodal_cache_dir(dataset, config, root)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for case_id in case_ids if case_ids is not None else dataset.case_ids():
-        path = folder / f"{case_id.replace('/', '__')}.npz"
-        if not path.exists():
-            _save(path, preprocess_case(dataset, case_id, config))
-        if on_case:
-            on_case(case_id)
-        paths.append(path)
-    return paths
+    make = lambda case_id: _arrays(preprocess_case(dataset, case_id, config))  # noqa: E731
+    ids = case_ids if case_ids is not None else dataset.case_ids()
+    return get_or_make(crossmodal_cache_dir(dataset, config, root), ids, make, on_case)

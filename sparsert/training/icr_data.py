@@ -22,7 +22,7 @@ from sparsert.data.datasets import Dataset
 from sparsert.errors import InputError
 from sparsert.io.volume import Geometry, Volume, resample
 from sparsert.preprocessing.modalities import channels_on_grid
-from sparsert.training.cache import default_cache_root
+from sparsert.training.cache import default_cache_root, get_or_make
 
 CACHE_VERSION = "icr-1"
 
@@ -85,14 +85,12 @@ def icr_cache_dir(dataset: Dataset, config: ICRDataConfig, root: Path | None = N
     return (root or default_cache_root()) / f"{Path(dataset.root).name}-icr-{key}"
 
 
-def _save(path: Path, c: ICRCase) -> None:
+def _arrays(c: ICRCase) -> dict[str, np.ndarray]:
     g = c.geometry
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(
-        tmp, image=c.image.astype(np.float16), truth=np.packbits(c.truth, axis=-1), shape=np.array(g.shape),
+    return dict(
+        image=c.image.astype(np.float16), truth=np.packbits(c.truth, axis=-1), shape=np.array(g.shape),
         spacing=np.array(g.spacing), origin=np.array(g.origin), direction=np.array(g.direction),
     )
-    tmp.replace(path)  # atomic: a half-written entry never looks complete
 
 
 def load_icr_case(path: Path) -> ICRCase:
@@ -111,33 +109,8 @@ def cached_icr_cases(
     on_case: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Paths of the cached crops of ``case_ids``, computing missing ones."""
-    folder = icr_cache_dir(dataset, config, root)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for case_id in case_ids:
-        path = folder / f"{case_id.replace('/', '__')}.npz"
-        if not path.exists():
-            _save(path, preprocess_icr_case(dataset, case_id, config))
-        if on_case:
-            on_case(case_id)
-        paths.append(path)
-    return paths
-
-
-def cv_folds(case_ids: Sequence[str], n_folds: int = 5) -> list[list[str]]:
-    """Patients dealt round-robin, in the given (data set) order, into ``n_folds`` test folds."""
-    if not 2 <= n_folds <= len(case_ids):
-        raise InputError(f"{n_folds} folds need at least {n_folds} cases and n_folds >= 2; got {len(case_ids)} case(s)")
-    return [list(case_ids[f::n_folds]) for f in range(n_folds)]
-
-
-def fold_split(case_ids: Sequence[str], fold: int, n_folds: int = 5) -> tuple[list[str], list[str]]:
-    """(training ids, held-out ids) of ``fold``."""
-    folds = cv_folds(case_ids, n_folds)
-    if not 0 <= fold < n_folds:
-        raise InputError(f"fold {fold} does not exist: folds are 0..{n_folds - 1}")
-    held_out = folds[fold]
-    return [c for c in case_ids if c not in held_out], held_out
+    make = lambda case_id: _arrays(preprocess_icr_case(dataset, case_id, config))  # noqa: E731
+    return get_or_make(icr_cache_dir(dataset, config, root), case_ids, make, on_case)
 
 
 def augmentation(seed: int) -> Compose:
