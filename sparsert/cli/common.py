@@ -59,3 +59,8 @@ def parse_key_values(items: list[str], option: str, convert: Callable[[str], V],
         except ValueError:
             raise InputError(f"{option} '{item}': expected {example}") from None
     return out
+
+
+def parse_prescriptions(items: list[str]) -> dict[str, float]:
+    """``--prescription NAME=GY`` values."""
+    return parse_key_values(items, "--prescription", float, "NAME=GY, e.g. PTV70=70")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from sparsert.cli import complete_cmd
-from sparsert.cli.common import add_device_option, add_overwrite_option, parse_key_values, progress
+from sparsert.cli.common import add_device_option, add_overwrite_option, parse_prescriptions, progress
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.io.json_io import write_csv, write_json
 from sparsert.errors import InputError
@@ -37,10 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     register_refine(kinds)
     register_crossmodal(kinds)
-
-
-def parse_prescriptions(items: list[str]) -> dict[str, float]:
-    return parse_key_values(items, "--prescription", float, "NAME=GY, e.g. PTV70=70")
 
 
 def run_dose(args: argparse.Namespace) -> int:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 
-from sparsert.cli.common import add_overwrite_option
-from sparsert.cli.evaluate_cmd import parse_prescriptions
+from sparsert.cli.common import add_overwrite_option, parse_prescriptions
 from sparsert.errors import InputError, MissingComponentError
 from sparsert.roles import StructureRole, read_roles, structure_roles
 
