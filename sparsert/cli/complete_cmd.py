@@ -11,6 +11,7 @@ from pathlib import Path
 from sparsert.cli.common import ProgressCallback, add_device_option, add_overwrite_option
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.io.json_io import write_json
+from sparsert.io.output import writable
 
 METHOD_HELP = "scm (the trained model, default), growcut (Slicer's Grow from seeds) or randomwalker"
 
@@ -60,10 +61,8 @@ def run_complete(args: argparse.Namespace) -> int:
     from sparsert.completion import completer
     from sparsert.io.segmentation_io import read_structures, write_structures
     from sparsert.io.volume import read_image
-    from sparsert.errors import InputError
 
-    if Path(args.out).exists() and not args.overwrite:
-        raise InputError(f"{args.out}: already exists (use --overwrite to replace it)")
+    writable(args.out, args.overwrite)
     image = read_image(args.image[0])
     if len(args.image) > 1:
         print(f"sparsert complete: warning: method '{args.method}' uses the first image only; "

@@ -10,6 +10,7 @@ from sparsert.cli.common import add_device_option, add_overwrite_option, parse_p
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.io.json_io import write_csv, write_json
 from sparsert.errors import InputError
+from sparsert.io.output import writable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,8 +107,7 @@ def run_refine(args: argparse.Namespace) -> int:
     from sparsert.training.icr_data import ICRDataConfig, cached_icr_cases, load_icr_case
 
     for path in filter(None, (args.out, args.plot)):
-        if Path(path).exists() and not args.overwrite:
-            raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+        writable(path, args.overwrite)
     paths = [resolve_weights(name, task="refinement")[0] for name in args.model]
     model = load_click_model(paths, resolve_device(args.device))
     spec = model.spec
@@ -153,8 +153,7 @@ def run_crossmodal(args: argparse.Namespace) -> int:
     from sparsert.evaluation.crossmodal import METRICS, evaluate_crossmodal, fold_checkpoints
 
     for path in filter(None, (args.out, args.csv)):
-        if Path(path).exists() and not args.overwrite:
-            raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+        writable(path, args.overwrite)
     checkpoints = fold_checkpoints([Path(r) for r in args.runs])
     dataset = open_dataset(args.data)
     result = evaluate_crossmodal(dataset, checkpoints, device=args.device)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sparsert.cli.common import add_device_option, add_overwrite_option
 from sparsert.errors import InputError
+from sparsert.io.output import writable
 
 DEFAULT_MODEL = "icr-sts-petct"
 CLICKS_HELP = (
@@ -78,8 +79,7 @@ def run_refine(args: argparse.Namespace) -> int:
     from sparsert.models.registry import resolve_weights
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InputError(f"{out}: already exists (use --overwrite to replace it)")
+    out = writable(out, args.overwrite)
     clicks = read_clicks(args.clicks) if args.clicks else []
     device = resolve_device(args.device)
     paths = [resolve_weights(name, task="refinement")[0] for name in (args.model or [DEFAULT_MODEL])]

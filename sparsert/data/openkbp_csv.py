@@ -20,6 +20,7 @@ from sparsert.data.case import Case
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segment, Segmentation, default_color
 from sparsert.io.volume import GEOMETRY_ATOL, Geometry, Volume
+from sparsert.io.output import writable
 
 GRID = (128, 128, 128)
 DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
@@ -72,8 +73,7 @@ def write_openkbp_prediction(dose: Volume, path: str | Path, overwrite: bool = F
     axes, C order) and value of every voxel with a positive dose.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists (refusing to overwrite)")
+    path = writable(path, overwrite)
     _require_challenge_grid(dose.geometry, f"{path}: dose")
     values = np.ascontiguousarray(_to_challenge_axes(dose.array), dtype=np.float32).ravel()
     if not np.isfinite(values).all():

@@ -25,6 +25,7 @@ from sparsert.metrics.interactive import noc_summary
 from sparsert.metrics.segmentation import dice, hd95
 from sparsert.models.icr import ClickModel
 from sparsert.training.icr_data import ICRCase
+from sparsert.io.output import writable
 
 PROTOCOLS = ("interior", "sampled")
 REPORT_CLICKS = (0, 1, 5, 10)
@@ -133,9 +134,7 @@ def plot_dice_curves(results: Mapping[str, dict], path: str | Path, overwrite: b
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = writable(path, overwrite)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for label, result in results.items():
         curve = result["dice_curve"]

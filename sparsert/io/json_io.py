@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from sparsert.errors import InputError
+from sparsert.io.output import writable
 
 
 def json_safe(value):
@@ -24,24 +24,16 @@ def json_safe(value):
     return value
 
 
-def _output(path: str | Path, overwrite: bool) -> Path:
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def write_json(data: dict, path: str | Path, overwrite: bool = False) -> Path:
     """Write ``data`` as indented strict JSON; refuses to replace a file unless ``overwrite``."""
-    path = _output(path, overwrite)
+    path = writable(path, overwrite)
     path.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
     return path
 
 
 def write_csv(rows: list[dict], path: str | Path, overwrite: bool = False) -> Path:
     """Write rows (dicts with the same keys) as CSV; None and NaN become empty cells."""
-    path = _output(path, overwrite)
+    path = writable(path, overwrite)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
         writer.writeheader()

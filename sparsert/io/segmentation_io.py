@@ -19,6 +19,7 @@ from sparsert.io.dicom.rtstruct import read_rtstruct, write_rtstruct
 from sparsert.io.dicom.series import DicomSeries, ct_reference, ct_series
 from sparsert.io.segmentation import Segment, Segmentation, default_color
 from sparsert.io.volume import GEOMETRY_ATOL, Geometry, Volume, read_image, write_image
+from sparsert.io.output import writable
 
 SEG_NRRD_SUFFIX = ".seg.nrrd"
 # Image file name endings recognised in case and structure folders (all read by SimpleITK).
@@ -113,8 +114,7 @@ def write_segmentation(seg: Segmentation, path: str | Path, overwrite: bool = Fa
     is_seg_nrrd = path.name.lower().endswith(SEG_NRRD_SUFFIX)
     targets = [path] if is_seg_nrrd else [path, path.with_name(stem + ".json")]
     for target in targets:
-        if target.exists() and not overwrite:
-            raise InputError(f"{target}: already exists (refusing to overwrite)")
+        writable(target, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     if is_seg_nrrd:
         _write_seg_nrrd(seg, path)

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sparsert.errors import InputError
+from sparsert.io.output import writable
 
 # Tolerance for "same grid" comparisons: NIfTI stores geometry as float32.
 GEOMETRY_ATOL = 1e-4
@@ -161,9 +162,7 @@ def read_image(path: str | Path) -> Volume:
 def write_image(volume: Volume, path: str | Path, overwrite: bool = False) -> Path:
     """Write a volume (format from the extension); never replaces a file unless asked to."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists (refusing to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = writable(path, overwrite)
     sitk.WriteImage(volume.to_sitk(), str(path), useCompression=True)
     return path
 

@@ -9,6 +9,7 @@ import slicer
 
 from sparsert.errors import InputError
 from sparsert.mrml.scene import HeadlessSlicer
+from sparsert.io.output import writable
 
 
 def write_scene_bundle(scene, path: str | Path, overwrite: bool = False) -> Path:
@@ -16,9 +17,7 @@ def write_scene_bundle(scene, path: str | Path, overwrite: bool = False) -> Path
     path = Path(path)
     if path.suffix.lower() != ".mrb":
         raise InputError(f"{path}: a scene bundle must end in .mrb")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists (refusing to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = writable(path, overwrite)
     messages = slicer.vtkMRMLMessageCollection()
     if not scene.WriteToMRB(str(path.resolve()), None, messages):
         raise InputError(f"{path}: the scene could not be saved ({_describe(messages)})")

@@ -48,6 +48,7 @@ from sparsert.reports.dose_display import ISODOSE_PERCENTS, DoseNormalisation, d
 from sparsert.reports.dvh import dvh_table, plot_dvh
 from sparsert.reports.metrics_table import DIFFERENCE, PREDICTED, REFERENCE, metrics_rows
 from sparsert.roles import StructureRole, highest_prescription, structure_roles
+from sparsert.io.output import writable
 
 DVH_BIN_GY = 0.1
 
@@ -176,8 +177,7 @@ def save_dose_scene(
     if snapshots is not None:
         snapshots = Path(snapshots)
         dvh_path = snapshots / "dvh.png"
-        if dvh_path.exists() and not overwrite:
-            raise InputError(f"{dvh_path}: already exists (refusing to overwrite)")
+        dvh_path = writable(dvh_path, overwrite)
         points, slab = _washed_points(built)
         layers = SliceLayers(built.ct_node.GetID(), built.dose_node.GetID(), DOSE_OPACITY)
         paths = render_slice_snapshots(

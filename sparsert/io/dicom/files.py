@@ -16,6 +16,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 
 from sparsert import __version__
 from sparsert.errors import InputError
+from sparsert.io.output import writable
 
 # Written into every object SparseRT creates (LO values: at most 64 characters).
 RESEARCH_USE = "SparseRT research output - not a clinical plan"
@@ -93,8 +94,7 @@ def new_derived_dataset(reference: Dataset, sop_class_uid: str, modality: str) -
 def output_path(path: str | Path, overwrite: bool) -> Path:
     """``path`` checked before any work is done: never replaced unless ``overwrite``."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists (refusing to overwrite)")
+    path = writable(path, overwrite)
     return path
 
 
