@@ -5,7 +5,10 @@ the background scribble, everything else an organ) and can be overridden from a 
 
     {"CTV_high": {"role": "target", "prescription_gy": 70}, "Body": {"role": "background"}}
 
-and from ``NAME=GY`` prescriptions (which make the structure a target). Light on purpose: no
+and from ``NAME=GY`` prescriptions (which make the structure a target). Organs are also recognised
+as one of the OpenKBP organs when their name is a common spelling of it (``Parotid_R``,
+``Spinal Cord``, ``brain_stem``...); a roles entry ``{"role": "organ", "organ": "Larynx"}`` maps
+any other name. Light on purpose: no
 torch, no VTK, so that the dose scene and the Slicer modules can use it without the models.
 """
 
@@ -29,6 +32,24 @@ ROLES = (TARGET, ORGAN, BACKGROUND_ROLE)
 
 _TARGET = re.compile(r"^(PTV|CTV|GTV|ITV)", re.IGNORECASE)
 
+# Spellings of the OpenKBP organs, compared after lower-casing and dropping everything but letters
+# and digits, so "Parotid_R", "R Parotid" and "parotid-right" all meet.
+ORGAN_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "Brainstem": ("brainstem", "brainstemprv", "stem"),
+    "SpinalCord": ("spinalcord", "cord", "spinalcanal", "myelon"),
+    "RightParotid": ("rightparotid", "parotidright", "parotidr", "rparotid", "parotidrt", "rtparotid", "parotiddx"),
+    "LeftParotid": ("leftparotid", "parotidleft", "parotidl", "lparotid", "parotidlt", "ltparotid", "parotidsin"),
+    "Esophagus": ("esophagus", "oesophagus", "esophagusupper", "esoph"),
+    "Larynx": ("larynx", "glotticlarynx", "larynxsg", "glottis"),
+    "Mandible": ("mandible", "jaw", "bonemandible", "mandibula"),
+}
+_ORGAN_LOOKUP = {spelling: organ for organ, spellings in ORGAN_SYNONYMS.items() for spelling in spellings}
+
+
+def canonical_organ(name: str) -> str | None:
+    """The OpenKBP organ a structure name spells (``Parotid_R`` -> ``RightParotid``), or None."""
+    return _ORGAN_LOOKUP.get(re.sub(r"[^a-z0-9]", "", name.lower()))
+
 
 def is_target(name: str) -> bool:
     """Whether a structure name denotes a treatment target (PTV, CTV, GTV, ITV prefixes)."""
@@ -41,6 +62,7 @@ class StructureRole:
 
     role: str
     prescription_gy: float | None = None
+    organ: str | None = None  # the OpenKBP organ an organ stands for, when known
 
     @property
     def is_target(self) -> bool:
@@ -57,7 +79,7 @@ def guess_role(name: str) -> StructureRole:
         return StructureRole(BACKGROUND_ROLE)
     if is_target(name):
         return StructureRole(TARGET, target_prescriptions([name]).get(name))
-    return StructureRole(ORGAN)
+    return StructureRole(ORGAN, organ=canonical_organ(name))
 
 
 def structure_roles(
@@ -86,7 +108,7 @@ def structure_roles(
 
 
 def read_roles(path: str | Path) -> dict[str, StructureRole]:
-    """Role overrides from a JSON file ``{"name": {"role": ..., "prescription_gy": ...}}``."""
+    """Role overrides from a JSON file ``{"name": {"role": ..., "prescription_gy": ..., "organ": ...}}``."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: roles file not found")
@@ -108,12 +130,19 @@ def highest_prescription(roles: Mapping[str, StructureRole]) -> float | None:
 def _role_entry(entry, where: str) -> StructureRole:
     if not isinstance(entry, dict):
         raise InputError(f"{where}: expected an object such as {{\"role\": \"target\", \"prescription_gy\": 70}}")
-    unknown = sorted(set(entry) - {"role", "prescription_gy"})
+    unknown = sorted(set(entry) - {"role", "prescription_gy", "organ"})
     if unknown:
-        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: role, prescription_gy)")
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: role, prescription_gy, organ)")
     role = entry.get("role")
     if role not in ROLES:
         raise InputError(f"{where}: role must be one of {', '.join(ROLES)}, got {role!r}")
+    organ = entry.get("organ")
+    if organ is not None:
+        if role != ORGAN:
+            raise InputError(f"{where}: only organs take an 'organ' (role is {role})")
+        if organ not in ORGAN_SYNONYMS:
+            raise InputError(f"{where}: organ must be one of {', '.join(ORGAN_SYNONYMS)}, got {organ!r}")
+        return StructureRole(ORGAN, organ=organ)
     gy = entry.get("prescription_gy")
     if gy is None:
         return StructureRole(role)

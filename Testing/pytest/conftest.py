@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from sparsert.data.case import Case
+from sparsert.data.case_folder import write_case_folder
+from sparsert.data.datasets import open_dataset
+from sparsert.io.segmentation import Segment, Segmentation
+from sparsert.io.volume import Geometry, Volume
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,3 +43,25 @@ def openkbp_csv(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def sts_dir(shared_data: Path) -> Path:
     return shared_data / "sts"
+
+
+CROP = (slice(40, 80), slice(30, 94), slice(30, 94))
+
+
+def _cropped(case: Case) -> Case:
+    g = case.geometry
+    shape = tuple(s.stop - s.start for s in CROP)
+    geometry = Geometry(shape, g.spacing, g.origin, g.direction)  # origin irrelevant for training
+    crop = lambda v: Volume(np.ascontiguousarray(v.array[CROP]), geometry)  # noqa: E731
+    structures = Segmentation(geometry, [Segment(s.name, s.mask[CROP], s.color) for s in case.structures.segments if s.mask[CROP].any()])
+    return Case(case.case_id, {"ct": crop(case.images["ct"])}, structures, crop(case.dose), crop(case.possible_dose_mask))
+
+
+@pytest.fixture(scope="session")
+def tiny_openkbp(tmp_path_factory, openkbp_nifti) -> Path:
+    """Three OpenKBP validation cases cropped around the neck (40 x 64 x 64), as case folders."""
+    root = tmp_path_factory.mktemp("tiny")
+    source = open_dataset(f"cases:{openkbp_nifti / 'validation'}")
+    for case_id in source.case_ids()[:3]:
+        write_case_folder(_cropped(source.load(case_id)), root / case_id)
+    return root

@@ -31,7 +31,9 @@ from sparsert.roles import (
         ("GTVp", StructureRole(TARGET, None)),
         ("Background", StructureRole(BACKGROUND_ROLE)),
         ("background ", StructureRole(BACKGROUND_ROLE)),
-        ("LeftParotid", StructureRole(ORGAN)),
+        ("LeftParotid", StructureRole(ORGAN, organ="LeftParotid")),
+        ("Parotid_L", StructureRole(ORGAN, organ="LeftParotid")),
+        ("Spinal Cord", StructureRole(ORGAN, organ="SpinalCord")),
         ("Spinal_PRV", StructureRole(ORGAN)),
     ],
 )
@@ -54,7 +56,7 @@ def test_overrides_then_prescriptions_win_over_the_names():
         "PTV70": StructureRole(TARGET, 69.96),
         "CTV_high": StructureRole(TARGET, 70.0),
         "Body": StructureRole(BACKGROUND_ROLE),
-        "Esophagus": StructureRole(ORGAN),
+        "Esophagus": StructureRole(ORGAN, organ="Esophagus"),
     }
     assert highest_prescription(roles) == 70.0
     assert highest_prescription({"Esophagus": StructureRole(ORGAN), "GTV": StructureRole(TARGET)}) is None
@@ -71,14 +73,22 @@ def test_unknown_names_are_refused():
 
 def test_roles_file_is_read_and_checked(tmp_path):
     good = tmp_path / "roles.json"
-    good.write_text(json.dumps({"CTV": {"role": "target", "prescription_gy": 60}, "Body": {"role": "background"}}))
-    assert read_roles(good) == {"CTV": StructureRole(TARGET, 60.0), "Body": StructureRole(BACKGROUND_ROLE)}
+    good.write_text(json.dumps({
+        "CTV": {"role": "target", "prescription_gy": 60}, "Body": {"role": "background"},
+        "Cord_PRV": {"role": "organ", "organ": "SpinalCord"},
+    }))
+    assert read_roles(good) == {
+        "CTV": StructureRole(TARGET, 60.0), "Body": StructureRole(BACKGROUND_ROLE),
+        "Cord_PRV": StructureRole(ORGAN, organ="SpinalCord"),
+    }
 
     cases = {
         '{"Cord": {"role": "oar"}}': "'Cord': role must be one of target, organ, background",
         '{"Cord": {"role": "organ", "prescription_gy": 50}}': "'Cord': only targets take a prescription_gy",
         '{"PTV": {"role": "target", "prescription_gy": -1}}': "'PTV': prescription_gy must be a positive number",
         '{"PTV": {"role": "target", "dose": 70}}': "'PTV': unknown key\\(s\\) dose",
+        '{"X": {"role": "organ", "organ": "Lung"}}': "'X': organ must be one of Brainstem, SpinalCord",
+        '{"X": {"role": "target", "organ": "Larynx"}}': "'X': only organs take an 'organ'",
         '{"PTV": "target"}': "'PTV': expected an object",
         '["PTV"]': "expected a JSON object",
         "{PTV: target}": "not valid JSON",

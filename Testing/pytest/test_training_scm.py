@@ -11,38 +11,14 @@ import yaml
 
 from sparsert.cli.main import main
 from sparsert.completion import complete_scm
-from sparsert.data.case import Case
-from sparsert.data.case_folder import write_case_folder
 from sparsert.data.datasets import open_dataset
-from sparsert.io.segmentation import Segment, Segmentation
-from sparsert.io.volume import Geometry, Volume
 from sparsert.scribbles.simulate import simulate_scribbles
 
-CROP = (slice(40, 80), slice(30, 94), slice(30, 94))
 
-
-def _cropped(case: Case) -> Case:
-    g = case.geometry
-    shape = tuple(s.stop - s.start for s in CROP)
-    geometry = Geometry(shape, g.spacing, g.origin, g.direction)  # origin irrelevant for training
-    crop = lambda v: Volume(np.ascontiguousarray(v.array[CROP]), geometry)  # noqa: E731
-    structures = Segmentation(geometry, [Segment(s.name, s.mask[CROP], s.color) for s in case.structures.segments if s.mask[CROP].any()])
-    return Case(case.case_id, {"ct": crop(case.images["ct"])}, structures, crop(case.dose), crop(case.possible_dose_mask))
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory, openkbp_nifti):
-    root = tmp_path_factory.mktemp("tiny")
-    source = open_dataset(f"cases:{openkbp_nifti / 'validation'}")
-    for case_id in source.case_ids()[:3]:
-        write_case_folder(_cropped(source.load(case_id)), root / case_id)
-    return root
-
-
-def test_train_scm_cli_writes_a_resumable_run(tiny_dataset, tmp_path, monkeypatch):
+def test_train_scm_cli_writes_a_resumable_run(tiny_openkbp, tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSERT_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    args = ["train", "scm", "--data", str(tiny_dataset), "--out", str(run), "--device", "cpu",
+    args = ["train", "scm", "--data", str(tiny_openkbp), "--out", str(run), "--device", "cpu",
             "--set", "val_every=2", "--set", "checkpoint_every=1", "--set", "log_every=1", "--set", "workers=0",
             "--set", "model.encoder_channels=[4,8,16,32]", "--set", "model.decoder_channels=[4,8]"]
     assert main(args + ["--steps", "2"]) == 0
@@ -62,7 +38,7 @@ def test_train_scm_cli_writes_a_resumable_run(tiny_dataset, tmp_path, monkeypatc
 
     # The trained weights evaluate beside a classical peer on the same scribbles.
     out = tmp_path / "eval.json"
-    assert main(["evaluate", "completion", "--data", str(tiny_dataset), "--methods", "scm", "growcut", "--max-cases", "1",
+    assert main(["evaluate", "completion", "--data", str(tiny_openkbp), "--methods", "scm", "growcut", "--max-cases", "1",
                  "--model", str(run / "best.pt"), "--device", "cpu", "--out", str(out)]) == 0
     evaluation = json.loads(out.read_text())
     assert set(evaluation["summary"]) == {"scm", "growcut"}
@@ -70,7 +46,7 @@ def test_train_scm_cli_writes_a_resumable_run(tiny_dataset, tmp_path, monkeypatc
     assert len(scm_rows) == 1 and set(scm_rows[0]["dice"]) == set(scm_rows[0]["coverage"])
 
     # The best weights load as a completion model and complete scribbles on the training grid.
-    case = open_dataset(str(tiny_dataset)).load(open_dataset(str(tiny_dataset)).case_ids()[0])
+    case = open_dataset(str(tiny_openkbp)).load(open_dataset(str(tiny_openkbp)).case_ids()[0])
     scribbles = simulate_scribbles(case.structures, seed=0, body_mask=case.possible_dose_mask.array)
     completed = complete_scm(case.images["ct"], scribbles, model=str(run / "best.pt"), device="cpu")
     assert completed.names == case.structures.names

@@ -25,6 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_options(scm, "--set losses.boundary=0 --set model.use_clustering=false")
     scm.set_defaults(run=run_scm)
 
+    dose = models.add_parser("dose", help="the dose network (mask-guided, or the scribbles-instead-of-masks baseline)")
+    dose.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP + " (cases with structures, dose and possible-dose mask)")
+    dose.add_argument("--val-data", metavar="DIR", help="validation data set (default: the last 10%% of --data)")
+    dose.add_argument("--out", required=True, metavar="RUN", help="run folder")
+    dose.add_argument("--max-cases", type=int, help="use only the first N training cases")
+    add_run_options(dose, "--set model.backbone=unet --set model.modulation=false --set prompt=scribble")
+    dose.set_defaults(run=run_dose)
+
     register_icr(models)
     register_crossmodal(models)
 
@@ -62,29 +70,50 @@ def parse_settings(items: list[str]) -> dict[str, object]:
 
 
 def run_scm(args: argparse.Namespace) -> int:
-    from sparsert.data.datasets import open_dataset
-    from sparsert.training.cache import cached_cases
     from sparsert.training.config import load_config
     from sparsert.training.scm import SCMTrainConfig, train_scm
 
     run = open_run(args.out, args.resume)
     overrides = {"steps": args.steps, "seed": args.seed, **parse_settings(args.set)}
     config = load_config(SCMTrainConfig, args.config, overrides)
+    train_paths, val_paths = cached_split(args, config.val_cases)
+    print(f"training scm on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}", file=sys.stderr)
+    result = train_scm(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
+    print(f"finished at step {result['step']}; best validation mean Dice {result['best_mean_dice']:.4f}")
+    return 0
+
+
+def cached_split(args: argparse.Namespace, val_cases: int) -> tuple[list[Path], list[Path]]:
+    """Cache entries of the training cases and of up to ``val_cases`` validation cases (--val-data,
+    or else the last 10% of --data)."""
+    from sparsert.data.datasets import open_dataset
+    from sparsert.training.cache import cached_cases
+
     cache = Path(args.cache) if args.cache else None
     data = open_dataset(args.data)
     ids = data.case_ids()[: args.max_cases] if args.max_cases else data.case_ids()
     if args.val_data:
         val = open_dataset(args.val_data)
-        val_paths = cached_cases(val, cache, val.case_ids()[: config.val_cases], on_case=None)
+        val_paths = cached_cases(val, cache, val.case_ids()[:val_cases])
         train_ids = ids
     else:
         n_val = max(1, len(ids) // 10) if len(ids) > 1 else 0
         train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
-        val_paths = cached_cases(data, cache, val_ids) if val_ids else []
-    train_paths = cached_cases(data, cache, train_ids, on_case=preprocessing_progress(len(train_ids)))
-    print(f"training scm on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}", file=sys.stderr)
-    result = train_scm(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
-    print(f"finished at step {result['step']}; best validation mean Dice {result['best_mean_dice']:.4f}")
+        val_paths = cached_cases(data, cache, val_ids[:val_cases]) if val_ids else []
+    return cached_cases(data, cache, train_ids, on_case=preprocessing_progress(len(train_ids))), val_paths
+
+
+def run_dose(args: argparse.Namespace) -> int:
+    from sparsert.training.config import load_config
+    from sparsert.training.dose import DoseTrainConfig, train_dose
+
+    run = open_run(args.out, args.resume)
+    config = load_config(DoseTrainConfig, args.config, {"steps": args.steps, "seed": args.seed, **parse_settings(args.set)})
+    train_paths, val_paths = cached_split(args, config.val_cases)
+    print(f"training dose ({config.model.backbone}, {config.prompt}) on {len(train_paths)} case(s), validating on "
+          f"{len(val_paths)}; run folder {run.path}", file=sys.stderr)
+    result = train_dose(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
+    print(f"finished at step {result['step']}; best validation dose score {result['best_dose_score']:.3f} Gy; model {run.best_path}")
     return 0
 
 

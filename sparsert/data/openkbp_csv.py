@@ -153,8 +153,13 @@ def _read_voxel_dimensions(path: Path) -> np.ndarray:
     return dims
 
 
+def is_challenge_grid(geometry: Geometry) -> bool:
+    """Whether ``geometry`` is an OpenKBP patient grid, on which submission files are indexed."""
+    return geometry.shape == GRID and np.allclose(geometry.direction, DIRECTION, atol=GEOMETRY_ATOL)
+
+
 def _require_challenge_grid(geometry: Geometry, what: str) -> None:
-    if geometry.shape != GRID or not np.allclose(geometry.direction, DIRECTION, atol=GEOMETRY_ATOL):
+    if not is_challenge_grid(geometry):
         raise InputError(
             f"{what} is not on an OpenKBP patient grid (128^3 voxels, direction diag(1, 1, -1)): "
             f"{geometry.describe()}; resample it onto the patient's CT grid first"

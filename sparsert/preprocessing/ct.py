@@ -7,6 +7,8 @@ import numpy as np
 # OpenKBP stores CT as HU + 1024 (values 0..4095); real CT in HU always contains air near -1000.
 _OFFSET_CT_AIR_THRESHOLD = -500.0
 OPENKBP_HU_OFFSET = 1024.0
+# The wide channel is HU / 1000 clipped to -1000..2000 HU, so HU are recovered inside that range.
+WIDE_WINDOW_HU = 1000.0
 
 
 def ct_to_hu(ct: np.ndarray) -> np.ndarray:
@@ -26,5 +28,5 @@ def soft_tissue_window(hu: np.ndarray, level: float = 40.0, width: float = 400.0
 def ct_channels(ct: np.ndarray) -> np.ndarray:
     """Network input channels from a CT array: a wide window and a soft-tissue window, (2, ...)."""
     hu = ct_to_hu(ct)
-    wide = np.clip(hu, -1000.0, 2000.0) / 1000.0
+    wide = np.clip(hu, -1000.0, 2000.0) / WIDE_WINDOW_HU
     return np.stack([wide.astype(np.float32), soft_tissue_window(hu)])

@@ -41,6 +41,11 @@ BACKGROUND_COLOR = (0.25, 0.25, 0.25)
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
+# The sparse evaluation setting of the completion issue: about every second slice holding a
+# structure, single-voxel lines. Training varies around it (real users vary).
+EVAL_SCRIBBLES = dict(slice_fraction=0.5, style="line", line_width_vox=1)
+
+
 def simulate_scribbles(
     structures: Segmentation,
     *,

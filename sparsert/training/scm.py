@@ -26,7 +26,7 @@ from sparsert.io.volume import Geometry
 from sparsert.losses.completion import boundary_alignment, compactness, dense_bce_dice, partial_bce, separation
 from sparsert.metrics.segmentation import dice
 from sparsert.models.scm import SCMConfig, SCMNet
-from sparsert.scribbles.simulate import simulate_scribbles
+from sparsert.scribbles.simulate import EVAL_SCRIBBLES, simulate_scribbles
 from sparsert.training.cache import CachedCase, load_cached
 from sparsert.training.run import RunFolder
 
@@ -58,8 +58,6 @@ class SCMTrainConfig:
     losses: LossWeights = field(default_factory=LossWeights)
 
 
-# The evaluation setting of the completion issue: about every second slice, single-voxel lines.
-EVAL_SCRIBBLES = dict(slice_fraction=0.5, style="line", line_width_vox=1)
 
 
 def _geometry(case: CachedCase) -> Geometry:

@@ -1,0 +1,105 @@
+"""Dose prediction end to end: a tiny real training run, then `sparsert dose` for a case and a cohort."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sparsert.cli.main import main
+from sparsert.data.datasets import open_dataset
+from sparsert.dose.predict import DoseModel, check_domain, load_dose_checkpoint
+from sparsert.errors import InputError
+from sparsert.io.segmentation import Segmentation
+from sparsert.io.segmentation_io import write_segmentation
+from sparsert.io.volume import read_image, write_image
+from sparsert.scribbles.simulate import simulate_scribbles
+
+TINY_NET = ["--set", "model.widths=[4,8,8,16]", "--set", "model.heads=2", "--set", "model.depth=1",
+            "--set", "crop=[16,32,32]", "--set", "batch=2", "--set", "val_every=2", "--set", "log_every=1",
+            "--set", "checkpoint_every=1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_openkbp, tmp_path_factory):
+    """A dose run of 2 steps on three cropped OpenKBP cases (two to train, one to validate)."""
+    root = tmp_path_factory.mktemp("dose")
+    run = root / "run"
+    args = ["train", "dose", "--data", str(tiny_openkbp), "--out", str(run), "--device", "cpu",
+            "--cache", str(root / "cache"), *TINY_NET]
+    assert main(args + ["--steps", "2"]) == 0
+    return run, args
+
+
+def test_training_writes_a_resumable_run_with_a_loadable_model(trained):
+    run, args = trained
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "l1" in r] == [1, 2]
+    assert all(np.isfinite(r["l1"]) and r["ranking"] >= 0 for r in records if "l1" in r)
+    assert any(np.isfinite(r.get("val_dose_score", np.nan)) for r in records)
+    assert main(args + ["--steps", "3"]) == 1  # a run folder is only reused with --resume
+    assert main(args + ["--steps", "3", "--resume"]) == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 3
+    model = load_dose_checkpoint(run / "best.pt")
+    assert model.working_spacing_kji == (5.0, 7.8125, 7.8125) and "median_body_area_cm2" in model.domain
+
+
+def test_dose_for_one_case_from_structures_and_from_scribbles(trained, tiny_openkbp, tmp_path):
+    run, _ = trained
+    folder = tiny_openkbp / open_dataset(str(tiny_openkbp)).case_ids()[0]
+    ct, body = read_image(folder / "ct.nrrd"), read_image(folder / "possible_dose_mask.nrrd")
+    case = open_dataset(str(tiny_openkbp)).load(folder.name)
+    structures = folder / "structures.seg.nrrd"
+    out = tmp_path / "dose.nrrd"
+    common = ["--ct", str(folder / "ct.nrrd"), "--body", str(folder / "possible_dose_mask.nrrd"),
+              "--model", str(run / "best.pt"), "--device", "cpu"]
+    assert main(["dose", *common, "--structures", str(structures), "--out", str(out)]) == 0
+    dose = read_image(out)
+    assert dose.geometry.matches(ct.geometry) and dose.array.dtype == np.float32
+    assert dose.array.max() > 0 and not dose.array[body.array == 0].any()
+    assert main(["dose", *common, "--structures", str(structures), "--out", str(out)]) == 1  # never overwritten silently
+
+    scribbles = simulate_scribbles(case.structures, seed=0, body_mask=body.array > 0)
+    scribble_file = write_segmentation(scribbles, tmp_path / "scribbles.seg.nrrd")
+    completed = tmp_path / "completed.seg.nrrd"
+    assert main(["dose", *common, "--scribbles", str(scribble_file), "--completion", "growcut",
+                 "--completed-out", str(completed), "--out", str(tmp_path / "from_scribbles.nrrd"), "--flips"]) == 0
+    assert read_image(tmp_path / "from_scribbles.nrrd").array.max() > 0 and completed.is_file()
+
+
+def test_bad_input_gets_a_clear_message(trained, tiny_openkbp, tmp_path, capsys):
+    run, _ = trained
+    folder = tiny_openkbp / open_dataset(str(tiny_openkbp)).case_ids()[0]
+    case = open_dataset(str(tiny_openkbp)).load(folder.name)
+    organs = Segmentation(case.geometry, [s for s in case.structures.segments if not s.name.startswith("PTV")])
+    path = write_segmentation(organs, tmp_path / "organs.seg.nrrd")
+    args = ["dose", "--ct", str(folder / "ct.nrrd"), "--structures", str(path), "--model", str(run / "best.pt"),
+            "--out", str(tmp_path / "d.nrrd"), "--device", "cpu"]
+    assert main(args) == 1
+    assert "no target among the structures" in capsys.readouterr().err
+    assert main(args[:-2] + ["--data", str(tiny_openkbp)]) == 1
+    assert "either --ct" in capsys.readouterr().err
+
+    model = DoseModel(net=None, working_spacing_kji=(5.0, 7.8, 7.8), domain={"median_body_area_cm2": [150.0, 300.0]})
+    ct = np.full((4, 220, 220), -1000.0, np.float32)
+    ct[:, 60:110, 60:110] = 40.0
+    check_domain(model, ct, (2.5, 2.0, 2.0))  # a 100 cm2 body section: within the margin
+    ct[:, 10:210, 10:210] = 40.0
+    with pytest.raises(InputError, match="outside the dose model's training domain"):
+        check_domain(model, ct, (2.5, 2.0, 2.0))  # a 1600 cm2 pelvis-sized section
+
+
+def test_cohort_predictions_are_challenge_files_the_evaluator_scores(trained, openkbp_csv, tmp_path):
+    run, _ = trained
+    out = tmp_path / "pred"
+    assert main(["dose", "--data", f"openkbp:{openkbp_csv}", "--model", str(run / "best.pt"),
+                 "--device", "cpu", "--out", str(out)]) == 0
+    case_id = open_dataset(f"openkbp:{openkbp_csv}").case_ids()[0]
+    assert (out / f"{case_id}.csv").is_file() and (out / f"{case_id}.nrrd").is_file()
+    assert json.loads((out / "predictions.json").read_text())["seconds"][case_id] > 0
+    scores = tmp_path / "scores.json"
+    assert main(["evaluate", "dose", "--reference", f"openkbp:{openkbp_csv}", "--predicted", str(out),
+                 "--out", str(scores)]) == 0
+    assert np.isfinite(json.loads(scores.read_text())["dose_score"])

@@ -1,0 +1,1 @@
+"""Dose prediction from a CT and its structures (or scribbles): inputs, working grid, inference."""

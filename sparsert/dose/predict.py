@@ -1,0 +1,111 @@
+"""Dose prediction with a trained dose network: loading, the working-grid pass, checks of the domain."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsert.device import resolve_device
+from sparsert.dose.grid import as_batch, flip_lr, pad_to_multiple, to_ct_grid, to_working, working_shape
+from sparsert.dose.inputs import ORGAN_CHANNELS, ORGANS, DoseInputs, automatic_body, dose_inputs
+from sparsert.errors import InputError
+from sparsert.io.segmentation import Segmentation
+from sparsert.io.volume import Volume
+from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
+from sparsert.models.registry import resolve_weights
+from sparsert.preprocessing.ct import ct_to_hu
+from sparsert.roles import StructureRole
+
+DEFAULT_MODEL = "dose-mask"
+PAROTIDS = (ORGANS.index("RightParotid"), ORGANS.index("LeftParotid"))
+# How far outside the training cases' range a case may lie before it is refused as out of domain.
+DOMAIN_MARGIN = 1.5
+
+
+@dataclass
+class DoseModel:
+    net: DoseNet
+    working_spacing_kji: tuple[float, float, float]
+    # Ranges seen in training, e.g. {"median_body_area_cm2": [lo, hi]}; empty: no domain check.
+    domain: dict[str, list[float]] = field(default_factory=dict)
+    source: str = ""
+
+
+def load_dose_model(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> DoseModel:
+    """A dose model with trained weights (registry name or checkpoint path), in eval mode."""
+    path, _ = resolve_weights(name_or_path, task="dose")
+    return load_dose_checkpoint(path, device)
+
+
+def load_dose_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> DoseModel:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = DoseNet(DoseNetConfig.from_dict(state["config"]))
+    net.load_state_dict(state["model"])
+    metadata = state.get("metadata", {})
+    return DoseModel(
+        net=net.to(resolve_device(device)).eval(),
+        working_spacing_kji=tuple(metadata["working_spacing_kji"]),
+        domain=metadata.get("domain", {}),
+        source=str(path),
+    )
+
+
+def body_statistics(ct_hu: np.ndarray, spacing_kji) -> dict[str, float]:
+    """Size of the patient's body in the CT (found from the CT itself, whatever possible-dose mask is
+    given), to tell head-and-neck fields from others."""
+    areas = automatic_body(ct_hu).sum(axis=(1, 2)) * spacing_kji[1] * spacing_kji[2] / 100.0
+    areas = areas[areas > 0]
+    return {"median_body_area_cm2": float(np.median(areas)) if areas.size else 0.0}
+
+
+def check_domain(model: DoseModel, ct_hu: np.ndarray, spacing_kji) -> None:
+    """InputError when the CT looks unlike the training cases (e.g. a thorax or pelvis field)."""
+    for key, value in body_statistics(ct_hu, spacing_kji).items():
+        if key not in model.domain:
+            continue
+        lo, hi = model.domain[key]
+        if not lo / DOMAIN_MARGIN <= value <= hi * DOMAIN_MARGIN:
+            raise InputError(
+                f"the CT is outside the dose model's training domain ({key} = {value:.0f}, trained on "
+                f"{lo:.0f}..{hi:.0f}); the model was trained on head-and-neck CTs and would not give a meaningful dose"
+            )
+
+
+def network_dose(net: DoseNet, channels: torch.Tensor, flips: bool = False) -> torch.Tensor:
+    """Dose / highest prescription on the working grid from (B, C, *working_shape) channels."""
+    padded, region = pad_to_multiple(channels, net.multiple)
+    crop = (slice(None), slice(None)) + region
+    dose = net(padded)[crop]
+    if flips:
+        mirrored = flip_lr(padded, ORGAN_CHANNELS.start, PAROTIDS)
+        dose = 0.5 * (dose + net(mirrored).flip(-1)[crop])
+    return dose
+
+
+@torch.no_grad()
+def predict_from_inputs(model: DoseModel, inputs: DoseInputs, spacing_kji, flips: bool = False) -> np.ndarray:
+    """Dose (Gy) on the CT grid from prepared inputs; zero outside the possible-dose mask."""
+    device = next(model.net.parameters()).device
+    shape = inputs.body.shape
+    x = to_working(as_batch(inputs.channels).to(device), working_shape(shape, spacing_kji, model.working_spacing_kji))
+    dose = to_ct_grid(network_dose(model.net, x, flips), shape)[0, 0].clamp_min(0).cpu().numpy()
+    return (dose * inputs.highest_gy * inputs.body).astype(np.float32)
+
+
+def predict_dose(
+    model: DoseModel,
+    ct: Volume,
+    structures: Segmentation,
+    body: Volume | None = None,
+    roles: Mapping[str, StructureRole] | None = None,
+    prescriptions: Mapping[str, float] | None = None,
+    flips: bool = False,
+) -> Volume:
+    """Predicted dose (float32 Gy) on the CT grid; InputError for input the model cannot use."""
+    inputs = dose_inputs(ct, structures, body, roles, prescriptions)
+    check_domain(model, ct_to_hu(ct.array), ct.geometry.spacing_kji)
+    return Volume(predict_from_inputs(model, inputs, ct.geometry.spacing_kji, flips), ct.geometry)

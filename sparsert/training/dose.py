@@ -1,0 +1,188 @@
+"""Training of the dose network on cached OpenKBP-style cases (CT, structures, body mask, dose).
+
+Every case is brought to the working grid once and kept in memory; each step takes random crops
+of a batch of cases, mirrors some left-right, and minimises the L1 dose error inside the
+possible-dose mask plus the ranking term max(0, mean D_OAR - mean D_PTV). Validation predicts
+whole cases and scores them on the CT grid with the OpenKBP dose error.
+
+``prompt="scribble"`` trains the scribbles-instead-of-masks baseline: the structure channels hold
+simulated scribbles rather than the dense masks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsert.device import resolve_device
+from sparsert.dose.grid import as_batch, flip_lr, to_ct_grid, to_working, working_shape
+from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, TARGET_CHANNEL, checked_roles, structure_channels
+from sparsert.dose.predict import PAROTIDS, body_statistics, network_dose
+from sparsert.losses.dose import dose_losses
+from sparsert.metrics.dose import openkbp_dose_error
+from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
+from sparsert.preprocessing.ct import WIDE_WINDOW_HU
+from sparsert.roles import highest_prescription
+from sparsert.training.cache import CachedCase, load_cached
+from sparsert.training.run import RunFolder
+
+
+@dataclass
+class DoseTrainConfig:
+    steps: int = 3000
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+    batch: int = 2
+    crop: tuple[int, int, int] = (48, 64, 64)
+    working_spacing_kji: tuple[float, float, float] = (5.0, 7.8125, 7.8125)
+    rank_weight: float = 1.0
+    flip_p: float = 0.5
+    prompt: str = "mask"  # "mask" or "scribble" (baseline: scribbles in the structure channels)
+    val_every: int = 250
+    checkpoint_every: int = 50
+    log_every: int = 10
+    val_cases: int = 6
+    threads: int = 2
+    model: DoseNetConfig = field(default_factory=DoseNetConfig)
+
+
+@dataclass
+class WorkingCase:
+    case_id: str
+    channels: torch.Tensor  # (C, D, H, W) on the working grid
+    dose: torch.Tensor  # (1, D, H, W) dose / highest prescription
+    highest_gy: float
+
+
+def case_channels(case: CachedCase, prompt: str = "mask", rng: np.random.Generator | None = None) -> tuple[np.ndarray, float]:
+    """Input channels of a cached case on its CT grid, and its highest prescription (Gy)."""
+    roles = checked_roles(case.names)
+    masks = {name: case.masks[k] for k, name in enumerate(case.names)}
+    if prompt == "scribble":
+        from sparsert.scribbles.simulate import EVAL_SCRIBBLES
+        from sparsert.training.scm import simulate_for, training_scribble_options
+
+        options = training_scribble_options(rng) if rng is not None else EVAL_SCRIBBLES
+        stack, _ = simulate_for(case, list(range(len(case.names))), rng or np.random.default_rng(0), **options)
+        masks = {name: stack[k] for k, name in enumerate(case.names)}
+    elif prompt != "mask":
+        raise ValueError(f"prompt must be 'mask' or 'scribble', got {prompt!r}")
+    channels = np.concatenate([case.image, structure_channels(masks, roles, case.body.shape), case.body[None].astype(np.float32)])
+    return channels, float(highest_prescription(roles))
+
+
+def working_case(case: CachedCase, config: DoseTrainConfig, rng: np.random.Generator | None = None) -> WorkingCase:
+    channels, highest = case_channels(case, config.prompt, rng)
+    shape = working_shape(case.body.shape, case.spacing_kji, config.working_spacing_kji)
+    x = to_working(as_batch(channels), shape)[0]
+    dose = to_working(as_batch(case.dose / highest)[None], shape)[0]
+    return WorkingCase(case.case_id, x, dose, highest)
+
+
+def random_batch(cases: list[WorkingCase], config: DoseTrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for case in (cases[i] for i in rng.integers(len(cases), size=config.batch)):
+        box = []
+        for n, m in zip(case.channels.shape[1:], config.crop):
+            size = min(n, m) // 8 * 8
+            start = int(rng.integers(n - size + 1))
+            box.append(slice(start, start + size))
+        x, y = case.channels[(slice(None), *box)][None], case.dose[(slice(None), *box)][None]
+        if rng.random() < config.flip_p:
+            x, y = flip_lr(x, ORGAN_CHANNELS.start, PAROTIDS), y.flip(-1)
+        xs.append(x)
+        ys.append(y)
+    shapes = {tuple(x.shape) for x in xs}
+    if len(shapes) > 1:  # cases smaller than the crop: train them one at a time
+        xs, ys = xs[:1], ys[:1]
+    return torch.cat(xs), torch.cat(ys)
+
+
+def validate(net: DoseNet, cases: list[CachedCase], config: DoseTrainConfig) -> dict:
+    """Mean OpenKBP dose error (Gy) over whole validation cases, scored on the CT grid."""
+    net.eval()
+    errors = {}
+    with torch.no_grad():
+        for case in cases:
+            w = working_case(case, config, np.random.default_rng(0) if config.prompt == "scribble" else None)
+            dose = to_ct_grid(network_dose(net, w.channels[None]), case.body.shape)[0, 0].clamp_min(0).numpy() * w.highest_gy
+            errors[case.case_id] = openkbp_dose_error(case.dose, dose, case.body, mask_prediction=True)
+    net.train()
+    return {"dose_score": float(np.mean(list(errors.values()))), "per_case": errors}
+
+
+def training_domain(stats: list[dict[str, float]]) -> dict[str, list[float]]:
+    return {key: [min(s[key] for s in stats), max(s[key] for s in stats)] for key in stats[0]}
+
+
+def train_dose(
+    train_paths: list[Path], val_paths: list[Path], run: RunFolder, config: DoseTrainConfig,
+    resume: bool = True, device: str | torch.device = "auto", on_case=None,
+) -> dict:
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    torch.set_num_threads(config.threads)
+    device = resolve_device(device)
+    rng = np.random.default_rng(config.seed)
+    cases, stats = [], []
+    for path in train_paths:
+        case = load_cached(path)
+        if case.dose is None:
+            continue
+        cases.append(working_case(case, config, rng))
+        stats.append(body_statistics(case.image[0] * WIDE_WINDOW_HU, case.spacing_kji))
+        if on_case:
+            on_case(case.case_id)
+    if not cases:
+        raise ValueError("no training case has a dose")
+    domain = training_domain(stats)
+    val_cases = [load_cached(p) for p in val_paths[: config.val_cases]]
+
+    net = DoseNet(config.model).to(device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+    step, best = 0, math.inf
+    state = run.load_checkpoint() if resume else None
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, best = state["step"], state["best"]
+    run.write_config(config)
+    metadata = {"working_spacing_kji": list(config.working_spacing_kji), "domain": domain, "prompt": config.prompt}
+    net.train()
+    running: dict[str, float] = {}
+    while step < config.steps:
+        x, y = random_batch(cases, config, rng)
+        x, y = x.to(device), y.to(device)
+        losses = dose_losses(net(x), y, x[:, BODY_CHANNEL : BODY_CHANNEL + 1], x[:, TARGET_CHANNEL : TARGET_CHANNEL + 1],
+                             x[:, ORGAN_CHANNELS].amax(1, keepdim=True), config.rank_weight)
+        optimiser.zero_grad()
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        optimiser.step()
+        scheduler.step()
+        step += 1
+        for name, value in losses.items():
+            running[name] = running.get(name, 0.0) + float(value.detach())
+        if step % config.log_every == 0:
+            run.log(step, lr=scheduler.get_last_lr()[0], **{k: v / config.log_every for k, v in running.items()})
+            running = {}
+        if val_cases and (step % config.val_every == 0 or step == config.steps):
+            result = validate(net, val_cases, config)
+            run.log(step, **{f"val_{k}": v for k, v in result.items()})
+            if result["dose_score"] < best:
+                best = result["dose_score"]
+                run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step, "val": result})
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            run.save_checkpoint({"model": net.state_dict(), "optimiser": optimiser.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "step": step, "best": best})
+    if not val_cases:
+        run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step})
+    return {"step": step, "best_dose_score": best}
