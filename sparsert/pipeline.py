@@ -1,6 +1,6 @@
 """ScribbleDose's whole pipeline on one case: scribbles -> structures -> dose -> DVH and metrics.
 
-Used by ``sparsert demo`` and, later, by the ScribbleDose batch script. Each step writes its
+Used by ``sparsert demo``. Each step writes its
 outputs as soon as it is done, so a step that cannot run (a model not available yet) leaves the
 earlier results in place and stops with a message naming what is missing.
 """
@@ -11,12 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparsert.errors import MissingComponentError
 from sparsert.io.segmentation import Segmentation
-from sparsert.io.json_io import write_json
+from sparsert.io.dose_io import write_dose
+from sparsert.io.json_io import write_csv, write_json
 from sparsert.io.segmentation_io import write_segmentation
 from sparsert.io.volume import Volume
+from sparsert.metrics.dose import DoseCase, openkbp_scores
 from sparsert.metrics.segmentation import average_surface_distance, dice, hd95
+from sparsert.reports.dvh import dvh_table, plot_dvh, write_dvh_csv
+from sparsert.reports.metrics_table import metrics_rows
+from sparsert.roles import structure_roles
 
 
 @dataclass
@@ -34,6 +38,8 @@ class PipelineResult:
     files: dict[str, Path] = field(default_factory=dict)
     completed: Segmentation | None = None
     completion_metrics: dict | None = None
+    dose: Volume | None = None
+    dose_scores: dict | None = None
 
 
 def completion_metrics(completed: Segmentation, reference: Segmentation) -> dict:
@@ -57,9 +63,16 @@ def run_scribble_dose(
     inputs: PipelineInputs,
     out_dir: Path,
     complete: Callable[[Volume, Segmentation], Segmentation],
+    predict_dose: Callable[[Volume, Segmentation, Volume | None], Volume],
     on_step: Callable[[str], None] = lambda step: None,
 ) -> PipelineResult:
-    """Run the steps in order; raises MissingComponentError at the first step that cannot run."""
+    """Run the steps in order; a step whose model is missing raises MissingComponentError, leaving
+    the earlier steps' files in place.
+
+    ``predict_dose(ct, structures, possible_dose_mask)`` gives the dose (Gy) on the CT grid. With a
+    reference dose, the DVH plot shows it dashed, the metrics table compares the two, and (given the
+    reference structures and possible-dose mask) the OpenKBP scores of the case are written.
+    """
     result = PipelineResult()
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -72,7 +85,22 @@ def run_scribble_dose(
     result.steps_done.append("completion")
 
     on_step("dose prediction")
-    raise MissingComponentError(
-        "dose prediction: no trained dose model is available yet (the structure-guided dose model is "
-        "issue #6); completed structures were written to " + str(result.files["structures"])
-    )
+    result.dose = predict_dose(inputs.ct, result.completed, inputs.possible_dose_mask)
+    result.files["dose"] = write_dose(result.dose, out_dir / "predicted_dose.nrrd", overwrite=True)
+    result.steps_done.append("dose")
+
+    on_step("DVH and metrics")
+    roles = structure_roles(result.completed.names)
+    reference = inputs.reference_dose
+    curves = dvh_table(result.dose, result.completed)
+    result.files["dvh"] = write_dvh_csv(curves, out_dir / "dvh.csv")
+    reference_curves = dvh_table(reference, result.completed, max_dose=float(reference.array.max())) if reference else None
+    result.files["dvh_plot"] = plot_dvh(result.completed, curves, reference_curves, out_dir / "dvh.png")
+    result.files["metrics"] = write_csv(metrics_rows(result.completed, roles, result.dose, reference), out_dir / "dose_metrics.csv", overwrite=True)
+    if reference is not None and inputs.reference_structures is not None and inputs.possible_dose_mask is not None:
+        case = DoseCase("case", reference.array, result.dose.array, inputs.possible_dose_mask.array > 0,
+                        inputs.reference_structures.masks(), inputs.ct.geometry.voxel_volume_mm3)
+        result.dose_scores = openkbp_scores([case])
+        result.files["dose_scores"] = write_json(result.dose_scores, out_dir / "dose_scores.json", overwrite=True)
+    result.steps_done.append("dvh")
+    return result

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sparsert.cli.main import main
 from sparsert.data.case import Case
 from sparsert.data.case_folder import write_case_folder
 from sparsert.data.datasets import open_dataset
@@ -65,3 +66,20 @@ def tiny_openkbp(tmp_path_factory, openkbp_nifti) -> Path:
     for case_id in source.case_ids()[:3]:
         write_case_folder(_cropped(source.load(case_id)), root / case_id)
     return root
+
+
+TINY_NET = ["--set", "model.widths=[4,8,8,16]", "--set", "model.heads=2", "--set", "model.depth=1",
+            "--set", "crop=[16,32,32]", "--set", "batch=2", "--set", "val_every=2", "--set", "log_every=1",
+            "--set", "checkpoint_every=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_dose_run(tiny_openkbp, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A dose run of 2 steps on three cropped OpenKBP cases (two to train, one to validate): its folder
+    and the command that made it."""
+    root = tmp_path_factory.mktemp("dose")
+    run = root / "run"
+    args = ["train", "dose", "--data", str(tiny_openkbp), "--out", str(run), "--device", "cpu",
+            "--cache", str(root / "cache"), *TINY_NET]
+    assert main(args + ["--steps", "2"]) == 0
+    return run, args

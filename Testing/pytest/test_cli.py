@@ -145,9 +145,9 @@ def test_complete_with_grow_from_seeds_keeps_names_and_refuses_overwrite(tmp_pat
 
 
 def test_demo_stops_honestly_at_the_first_missing_model(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--completion", "growcut"]) == 1
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--completion", "growcut", "--dose-model", "no-such-model"]) == 1
     err = capsys.readouterr().err
-    assert "stopped: dose prediction" in err
+    assert "stopped: no model named 'no-such-model' for dose" in err
     assert (tmp_path / "demo" / "completed_structures.seg.nrrd").is_file()
     metrics = json.loads((tmp_path / "demo" / "completion_metrics.json").read_text())
     assert 0.0 < metrics["mean_dice"] < 1.0 and "PTV70" in metrics["structures"]

@@ -14,27 +14,12 @@ from sparsert.dose.predict import DoseModel, check_domain, load_dose_checkpoint
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.segmentation_io import write_segmentation
-from sparsert.io.volume import read_image, write_image
+from sparsert.io.volume import read_image
 from sparsert.scribbles.simulate import simulate_scribbles
 
-TINY_NET = ["--set", "model.widths=[4,8,8,16]", "--set", "model.heads=2", "--set", "model.depth=1",
-            "--set", "crop=[16,32,32]", "--set", "batch=2", "--set", "val_every=2", "--set", "log_every=1",
-            "--set", "checkpoint_every=1"]
 
-
-@pytest.fixture(scope="module")
-def trained(tiny_openkbp, tmp_path_factory):
-    """A dose run of 2 steps on three cropped OpenKBP cases (two to train, one to validate)."""
-    root = tmp_path_factory.mktemp("dose")
-    run = root / "run"
-    args = ["train", "dose", "--data", str(tiny_openkbp), "--out", str(run), "--device", "cpu",
-            "--cache", str(root / "cache"), *TINY_NET]
-    assert main(args + ["--steps", "2"]) == 0
-    return run, args
-
-
-def test_training_writes_a_resumable_run_with_a_loadable_model(trained):
-    run, args = trained
+def test_training_writes_a_resumable_run_with_a_loadable_model(tiny_dose_run):
+    run, args = tiny_dose_run
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "l1" in r] == [1, 2]
     assert all(np.isfinite(r["l1"]) and r["ranking"] >= 0 for r in records if "l1" in r)
@@ -46,8 +31,8 @@ def test_training_writes_a_resumable_run_with_a_loadable_model(trained):
     assert model.working_spacing_kji == (5.0, 7.8125, 7.8125) and "median_body_area_cm2" in model.domain
 
 
-def test_dose_for_one_case_from_structures_and_from_scribbles(trained, tiny_openkbp, tmp_path):
-    run, _ = trained
+def test_dose_for_one_case_from_structures_and_from_scribbles(tiny_dose_run, tiny_openkbp, tmp_path):
+    run, _ = tiny_dose_run
     folder = tiny_openkbp / open_dataset(str(tiny_openkbp)).case_ids()[0]
     ct, body = read_image(folder / "ct.nrrd"), read_image(folder / "possible_dose_mask.nrrd")
     case = open_dataset(str(tiny_openkbp)).load(folder.name)
@@ -69,8 +54,8 @@ def test_dose_for_one_case_from_structures_and_from_scribbles(trained, tiny_open
     assert read_image(tmp_path / "from_scribbles.nrrd").array.max() > 0 and completed.is_file()
 
 
-def test_bad_input_gets_a_clear_message(trained, tiny_openkbp, tmp_path, capsys):
-    run, _ = trained
+def test_bad_input_gets_a_clear_message(tiny_dose_run, tiny_openkbp, tmp_path, capsys):
+    run, _ = tiny_dose_run
     folder = tiny_openkbp / open_dataset(str(tiny_openkbp)).case_ids()[0]
     case = open_dataset(str(tiny_openkbp)).load(folder.name)
     organs = Segmentation(case.geometry, [s for s in case.structures.segments if not s.name.startswith("PTV")])
@@ -91,8 +76,8 @@ def test_bad_input_gets_a_clear_message(trained, tiny_openkbp, tmp_path, capsys)
         check_domain(model, ct, (2.5, 2.0, 2.0))  # a 1600 cm2 pelvis-sized section
 
 
-def test_cohort_predictions_are_challenge_files_the_evaluator_scores(trained, openkbp_csv, tmp_path):
-    run, _ = trained
+def test_cohort_predictions_are_challenge_files_the_evaluator_scores(tiny_dose_run, openkbp_csv, tmp_path):
+    run, _ = tiny_dose_run
     out = tmp_path / "pred"
     assert main(["dose", "--data", f"openkbp:{openkbp_csv}", "--model", str(run / "best.pt"),
                  "--device", "cpu", "--out", str(out)]) == 0
@@ -103,3 +88,13 @@ def test_cohort_predictions_are_challenge_files_the_evaluator_scores(trained, op
     assert main(["evaluate", "dose", "--reference", f"openkbp:{openkbp_csv}", "--predicted", str(out),
                  "--out", str(scores)]) == 0
     assert np.isfinite(json.loads(scores.read_text())["dose_score"])
+
+
+def test_demo_runs_scribbles_to_dose_dvh_and_metrics(tiny_dose_run, tmp_path):
+    run, _ = tiny_dose_run
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--completion", "growcut", "--dose-model", str(run / "best.pt"), "--device", "cpu"]) == 0
+    for name in ("completed_structures.seg.nrrd", "predicted_dose.nrrd", "dvh.csv", "dvh.png", "dose_metrics.csv"):
+        assert (out / name).is_file(), name
+    scores = json.loads((out / "dose_scores.json").read_text())
+    assert np.isfinite(scores["dose_score"]) and np.isfinite(scores["dvh_score"])

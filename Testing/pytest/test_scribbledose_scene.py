@@ -357,25 +357,28 @@ def test_cli_builds_the_scene_with_roles_and_prescriptions(case, tmp_path, capsy
     assert _column(metrics, "Prescription")[structures.index("PTV70")] == 66
 
 
-def test_cli_refuses_scribbles_until_a_dose_model_exists(tmp_path, capsys):
-    base = ["scene", "--ct", str(SAMPLE / "ct.nrrd"), "--out", str(tmp_path / "s.mrb")]
-    assert sparsert_main([*base, "--scribbles", str(SAMPLE / "scribbles.seg.nrrd")]) == 1
+def test_cli_predicts_the_dose_it_is_not_given(tiny_dose_run, tmp_path, capsys):
+    run, _ = tiny_dose_run
+    base = ["scene", "--ct", str(SAMPLE / "ct.nrrd"), "--device", "cpu"]
+    out = tmp_path / "s.mrb"
+    assert sparsert_main([*base, "--scribbles", str(SAMPLE / "scribbles.seg.nrrd"), "--model", "no-such-model", "--out", str(out)]) == 1
     error = capsys.readouterr().err.strip()
-    assert error.startswith("sparsert scene: error: dose prediction from scribbles is not available yet")
-    assert len(error.splitlines()) == 1
-    assert sparsert_main([*base, "--structures", str(SAMPLE / "structures.seg.nrrd")]) == 1
-    assert "--dose is required with --structures" in capsys.readouterr().err
-    assert not (tmp_path / "s.mrb").exists()
+    assert error.startswith("sparsert scene: error: no model named 'no-such-model' for dose") and len(error.splitlines()) == 1
+    assert not out.exists()
+    assert sparsert_main([*base, "--scribbles", str(SAMPLE / "scribbles.seg.nrrd"), "--completion", "growcut",
+                          "--model", str(run / "best.pt"), "--out", str(out)]) == 0
+    reloaded = read_scene_bundle(out).scene
+    assert reloaded.GetFirstNodeByName("Dose_DvhMetrics") is not None and reloaded.GetFirstNodeByName("Dose") is not None
 
 
 def test_batch_script_runs_under_plain_python(tmp_path):
     run = subprocess.run(
-        [sys.executable, str(BATCH_SCRIPT), "--ct", str(SAMPLE / "ct.nrrd"),
+        [sys.executable, str(BATCH_SCRIPT), "--ct", str(SAMPLE / "ct.nrrd"), "--model", "no-such-model",
          "--scribbles", str(SAMPLE / "scribbles.seg.nrrd"), "--out", str(tmp_path / "s.mrb")],
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 1
-    assert "ScribbleDoseBatch: error: dose prediction from scribbles is not available yet" in run.stderr
+    assert "ScribbleDoseBatch: error: no model named 'no-such-model' for dose" in run.stderr
 
 
 def test_batch_script_builds_the_scene_without_prescriptions(case, tmp_path, capsys):

@@ -20,12 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="sparsert-demo", metavar="DIR", help="output folder (default: sparsert-demo)")
     parser.add_argument("--completion", default="scm", metavar="METHOD", help="scribble completion method (default: scm, the trained model)")
+    parser.add_argument("--dose-model", default="dose-mask", metavar="NAME_OR_PATH", help="dose weights: registry name or .pt file")
     add_device_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sparsert.completion import completer
+    from sparsert.dose.predict import load_dose_model, predict_dose
     from sparsert.data.case_folder import read_case_folder
     from sparsert.errors import MissingComponentError
     from sparsert.io.segmentation_io import read_segmentation
@@ -42,9 +44,13 @@ def run(args: argparse.Namespace) -> int:
         possible_dose_mask=case.possible_dose_mask,
     )
     complete = completer(args.completion, device=args.device)
+
+    def predict(ct, structures, body):
+        return predict_dose(load_dose_model(args.dose_model, args.device), ct, structures, body)
+
     out = Path(args.out)
     try:
-        result = run_scribble_dose(inputs, out, complete, on_step=lambda s: print(f"[demo] {s}", file=sys.stderr))
+        result = run_scribble_dose(inputs, out, complete, predict, on_step=lambda s: print(f"[demo] {s}", file=sys.stderr))
     except MissingComponentError as exc:
         print(f"[demo] stopped: {exc}", file=sys.stderr)
         return 1

@@ -7,20 +7,19 @@ ScribbleDoseBatch.py``), which runs under ``Slicer --python-script`` too.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 
-from sparsert.cli.common import add_overwrite_option, parse_prescriptions
-from sparsert.errors import InputError, MissingComponentError
+from sparsert.cli.common import add_device_option, add_overwrite_option, parse_prescriptions
+from sparsert.errors import InputError
+from sparsert.io.output import writable
 from sparsert.roles import StructureRole, read_roles, structure_roles
 
 DESCRIPTION = (
     "Build the dose review scene: the dose washed over the CT (SlicerRT-compatible dose volume), isodose "
     "lines, a DVH table per structure, the DVH chart (reference dashed) and the plan metrics table, saved "
     "as a Slicer scene bundle; optionally axial/coronal/sagittal snapshots and a DVH figure."
-)
-NO_DOSE_MODEL = (
-    "dose prediction from scribbles is not available yet (no trained dose model): pass dense structures with "
-    "--structures and the dose you have (e.g. from a planning system) with --dose"
 )
 
 
@@ -39,8 +38,8 @@ def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument(
         "--structures", metavar="S.seg.nrrd", help="dense structures (segmentation, labelmap or mask folder)"
     )
-    inputs.add_argument("--scribbles", metavar="S.seg.nrrd", help="scribbles, for a predicted dose (not available yet)")
-    parser.add_argument("--dose", metavar="DOSE.nrrd", help="the dose to review (Gy)")
+    inputs.add_argument("--scribbles", metavar="S.seg.nrrd", help="scribbles: completed into structures, then the dose is predicted")
+    parser.add_argument("--dose", metavar="DOSE.nrrd", help="the dose to review (Gy); without it the dose is predicted")
     parser.add_argument(
         "--reference-dose", metavar="D.nrrd", help="a dose to compare with (Gy): dashed DVHs, differences"
     )
@@ -53,15 +52,35 @@ def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, metavar="scene.mrb", help="scene bundle to write")
     parser.add_argument("--snapshots", metavar="DIR", help="write axial/coronal/sagittal.png and dvh.png here")
+    parser.add_argument("--model", default="dose-mask", metavar="NAME_OR_PATH", help="dose weights for a predicted dose")
+    parser.add_argument("--completion", default="scm", metavar="METHOD", help="completion method for --scribbles (default: scm)")
+    add_device_option(parser)
     add_overwrite_option(parser)
 
 
-def check_inputs(args: argparse.Namespace) -> None:
-    """Refuse what cannot be done yet: a dose predicted from scribbles, or structures without a dose."""
+def prepare_inputs(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
+    """The structures and dose files to review: as given, or predicted into ``workdir`` (the dose from
+    --structures, or from the structures completed from --scribbles)."""
+    if args.dose is not None:
+        if args.scribbles is not None:
+            raise InputError("--dose goes with --structures; from --scribbles the dose is predicted")
+        return args.structures, args.dose
+    from sparsert.completion import completer
+    from sparsert.dose.predict import load_dose_model, predict_dose
+    from sparsert.io.dose_io import write_dose
+    from sparsert.io.segmentation_io import read_structures, write_segmentation
+    from sparsert.io.volume import read_image
+
+    ct = read_image(args.ct)
+    model = load_dose_model(args.model, args.device)
     if args.scribbles is not None:
-        raise MissingComponentError(NO_DOSE_MODEL)
-    if args.dose is None:
-        raise InputError("--dose is required with --structures (the dose to show)")
+        structures = completer(args.completion, device=args.device)(ct, read_structures(args.scribbles, ct.geometry))
+    else:
+        structures = read_structures(args.structures, ct.geometry)
+    overrides = read_roles(args.roles) if args.roles else None
+    dose = predict_dose(model, ct, structures, None, overrides, parse_prescriptions(args.prescription) or None)
+    structures_path = write_segmentation(structures, workdir / "structures.seg.nrrd", overwrite=True)
+    return str(structures_path), str(write_dose(dose, workdir / "predicted_dose.nrrd", overwrite=True))
 
 
 def roles_from_args(args: argparse.Namespace, names: Iterable[str]) -> dict[str, StructureRole]:
@@ -71,17 +90,19 @@ def roles_from_args(args: argparse.Namespace, names: Iterable[str]) -> dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    check_inputs(args)
+    writable(args.out, args.overwrite)
     from sparsert.mrml import HeadlessSlicer
     from sparsert.mrml.dose_scene import build_dose_scene, load_case, save_dose_scene
 
-    headless = HeadlessSlicer()
-    nodes = load_case(headless.scene, args.ct, args.structures, args.dose, args.reference_dose)
-    segmentation = nodes["structures"].GetSegmentation()
-    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
-    roles = roles_from_args(args, names)
-    built = build_dose_scene(headless.scene, nodes["ct"], nodes["structures"], nodes["dose"], nodes["reference"], roles)
-    written = save_dose_scene(headless.scene, headless.app_logic, built, args.out, args.snapshots, args.overwrite)
+    with tempfile.TemporaryDirectory(prefix="sparsert-scene-") as workdir:
+        structures, dose = prepare_inputs(args, Path(workdir))
+        headless = HeadlessSlicer()
+        nodes = load_case(headless.scene, args.ct, structures, dose, args.reference_dose)
+        segmentation = nodes["structures"].GetSegmentation()
+        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        roles = roles_from_args(args, names)
+        built = build_dose_scene(headless.scene, nodes["ct"], nodes["structures"], nodes["dose"], nodes["reference"], roles)
+        written = save_dose_scene(headless.scene, headless.app_logic, built, args.out, args.snapshots, args.overwrite)
     print(summary(built, written))
     return 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from ScribbleDoseLib.logic import ScribbleDoseSceneLogic  # noqa: E402
 from sparsert.cli.scene_cmd import (  # noqa: E402
     DESCRIPTION,
     add_scene_arguments,
-    check_inputs,
+    prepare_inputs,
     roles_from_args,
     summary,
 )
@@ -52,14 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         logic = ScribbleDoseSceneLogic(headless.scene, headless.app_logic)
     try:
-        check_inputs(args)
-        nodes = logic.loadCase(args.ct, args.structures, args.dose, args.reference_dose)
-        segmentation = nodes["structures"].GetSegmentation()
-        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
-        built = logic.showDose(
-            nodes["ct"], nodes["structures"], nodes["dose"], nodes["reference"], roles_from_args(args, names)
-        )
-        written = logic.saveDoseScene(built, args.out, args.snapshots, args.overwrite)
+        with tempfile.TemporaryDirectory(prefix="ScribbleDoseBatch-") as workdir:
+            structures, dose = prepare_inputs(args, Path(workdir))
+            nodes = logic.loadCase(args.ct, structures, dose, args.reference_dose)
+            segmentation = nodes["structures"].GetSegmentation()
+            names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+            built = logic.showDose(
+                nodes["ct"], nodes["structures"], nodes["dose"], nodes["reference"], roles_from_args(args, names)
+            )
+            written = logic.saveDoseScene(built, args.out, args.snapshots, args.overwrite)
     except SparseRTError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
