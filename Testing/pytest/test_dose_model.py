@@ -93,6 +93,7 @@ def test_modulation_raises_attention_in_targets_and_lowers_it_in_organs():
     DoseNetConfig(widths=(4, 8, 8, 16), heads=2, depth=1, full_attention_tokens=8),  # axial at stage 2, full at 3
     DoseNetConfig(widths=(4, 8, 8, 16), backbone="unet", cascade=True),
     DoseNetConfig(widths=(4, 8, 8, 16), heads=2, depth=1, decay=False, modulation=False),
+    DoseNetConfig(widths=(4, 8, 8, 16), backbone="unet", use_structures=False),
 ])
 def test_networks_give_dose_at_the_input_resolution_and_learn(config):
     torch.manual_seed(0)
@@ -133,3 +134,12 @@ def test_working_grid_and_mirroring():
     padded, region = pad_to_multiple(to_working(x, (3, 5, 5)), 8)
     assert padded.shape[2:] == (8, 8, 8) and padded[0, 0, 7, 7, 7] == -1.0 and padded[0, 1, 7, 7, 7] == 0.0
     assert tuple(s.stop for s in region) == (3, 5, 5)
+
+
+def test_the_ct_only_baseline_ignores_structures():
+    torch.manual_seed(0)
+    net = DoseNet(DoseNetConfig(widths=(4, 8, 8, 16), backbone="unet", use_structures=False)).eval()
+    x = torch.rand(1, 11, 16, 16, 16)
+    other = x.clone()
+    other[:, TARGET_CHANNEL:BODY_CHANNEL] = torch.rand(1, BODY_CHANNEL - TARGET_CHANNEL, 16, 16, 16)
+    assert torch.equal(net(x), net(other))

@@ -12,7 +12,7 @@ the masks resized to the stage, so attention is raised towards targets and lower
 
 The same encoder-decoder with convolution blocks at every stage (``backbone="unet"``) is the 3D
 U-Net baseline; ``cascade=True`` chains two of them, the second seeing the first's dose (the
-OpenKBP-winning design).
+OpenKBP-winning design); ``use_structures=False`` is the CT-only baseline.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import nn
 @dataclass
 class DoseNetConfig:
     in_channels: int = 11
-    widths: tuple[int, ...] = (16, 32, 64, 96)
+    widths: tuple[int, ...] = (8, 24, 48, 96)  # CPU budget: stage 0 runs at the full working resolution
     heads: int = 4
     depth: int = 2  # blocks per transformer stage
     transformer_stages: tuple[int, ...] = (2, 3)  # stages (0 = full working resolution) that are RMT
@@ -37,6 +37,7 @@ class DoseNetConfig:
     decay: bool = True
     modulation: bool = True
     cascade: bool = False
+    use_structures: bool = True  # False: the CT-only baseline (target and organ channels zeroed)
     target_channel: int = 2
     organ_channels: tuple[int, int] = (3, 10)  # [start, stop)
 
@@ -232,6 +233,9 @@ class DoseNet(nn.Module):
         return 2 ** (len(self.config.widths) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.config.use_structures:
+            x = x.clone()
+            x[:, self.config.target_channel : self.config.organ_channels[1]] = 0
         dose = self.first(x)
         if self.second is not None:
             dose = self.second(torch.cat([x, dose], 1))
