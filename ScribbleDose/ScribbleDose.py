@@ -132,12 +132,20 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self) -> None:
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay(_("Dose prediction failed."), waitCursor=True):
+            ctNode = self._parameterNode.ctVolume
             try:
-                doseNode = self.logic.predictDose(self._parameterNode.ctVolume, self._parameterNode.scribbles)
+                prediction = self.logic.predictDose(ctNode, self._parameterNode.scribbles)
+                doseScene = self.logic.showDose(ctNode, prediction.structuresNode, prediction.doseNode)
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise
-            self.ui.statusLabel.text = _("Predicted dose: {name}").format(name=doseNode.GetName())
+            status = _("Predicted dose '{dose}' from structures '{structures}'; 100 % = {gy:g} Gy ({source}).").format(
+                dose=prediction.doseNode.GetName(),
+                structures=prediction.structuresNode.GetName(),
+                gy=doseScene.normalisation.gy,
+                source=doseScene.normalisation.source,
+            )
+            self.ui.statusLabel.text = "\n".join([status, *prediction.warnings])
 
 
 class ScribbleDoseLogic(ScribbleDoseSceneLogic, ScriptedLoadableModuleLogic):
@@ -160,20 +168,32 @@ class ScribbleDoseTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_missing_inputs_are_named()
         self.setUp()
-        self.test_prediction_reports_the_missing_model()
+        self.test_missing_dose_model_is_named()
 
-    def test_missing_inputs_are_named(self) -> None:
-        with self.assertRaisesRegex(InputError, "no CT volume"):
-            ScribbleDoseLogic().predictDose(None, None)
-
-    def test_prediction_reports_the_missing_model(self) -> None:
+    def _ctAndScribbles(self, stroked: bool):
         grid = Geometry(shape=(8, 10, 12), spacing=(2.0, 2.0, 3.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()))
         ct = add_volume_node(slicer.mrmlScene, Volume(np.full(grid.shape, -1000, np.int16), grid), "CT")
         stroke = np.zeros(grid.shape, bool)
-        stroke[4, 3:7, 5] = True
+        stroke[4, 3:7, 5] = stroked
         scribbles = Segmentation(grid)
         scribbles.add("PTV70", stroke)
-        scribblesNode = add_segmentation_node(slicer.mrmlScene, scribbles, "Scribbles", ct)
-        with self.assertRaisesRegex(MissingComponentError, "dose-prediction model"):
-            ScribbleDoseLogic().predictDose(ct, scribblesNode)
+        return ct, add_segmentation_node(slicer.mrmlScene, scribbles, "Scribbles", ct)
+
+    def test_missing_inputs_are_named(self) -> None:
+        logic = ScribbleDoseLogic()
+        with self.assertRaisesRegex(InputError, "no CT volume"):
+            logic.predictDose(None, None)
+        ct, blank = self._ctAndScribbles(stroked=False)
+        with self.assertRaisesRegex(InputError, "no scribble segmentation"):
+            logic.predictDose(ct, None)
+        with self.assertRaisesRegex(InputError, "'Scribbles' has no scribble on CT 'CT'"):
+            logic.predictDose(ct, blank)
+
+    def test_missing_dose_model_is_named(self) -> None:
+        ct, scribbles = self._ctAndScribbles(stroked=True)
+        with self.assertRaisesRegex(MissingComponentError, "^no model named 'no-such-model'"):
+            ScribbleDoseLogic().predictDose(ct, scribbles, doseModel="no-such-model")
+        # A failed prediction adds nothing to the scene.
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"), 1)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"), 1)
         self.delayDisplay("ScribbleDose test passed")

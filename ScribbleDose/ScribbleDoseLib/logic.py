@@ -8,9 +8,20 @@ The dose scene itself (dose display, isodoses, DVH, metrics, scene bundle, snaps
 
 from __future__ import annotations
 
-from sparsert.errors import InputError, MissingComponentError
-from sparsert.mrml import segmentation_from_node, volume_node_geometry
+from dataclasses import dataclass, field
+
+from sparsert.errors import InputError
+from sparsert.mrml import add_segmentation_node, add_volume_node, segmentation_from_node, volume_from_node
 from sparsert.mrml.dose_scene import DoseScene, build_dose_scene, load_case, save_dose_scene
+
+
+@dataclass
+class DosePrediction:
+    """The nodes :meth:`ScribbleDoseSceneLogic.predictDose` added, and what the completion warned about."""
+
+    structuresNode: object
+    doseNode: object
+    warnings: list[str] = field(default_factory=list)
 
 
 class ScribbleDoseSceneLogic:
@@ -24,28 +35,45 @@ class ScribbleDoseSceneLogic:
         self.scene = scene
         self.appLogic = appLogic
 
-    def predictDose(self, ctNode, scribblesNode):
-        """Complete the scribbles into structures and predict the dose volume (Gy) on the CT grid.
+    def predictDose(
+        self, ctNode, scribblesNode, completionMethod="scm", doseModel="dose-mask", device="cpu"
+    ) -> DosePrediction:
+        """Complete the scribbles into structures and predict the dose (Gy) on the CT grid.
 
-        Raises :class:`InputError` when an input is missing or holds no scribble, and
-        :class:`MissingComponentError` while the dose model this needs does not exist.
+        Adds two nodes: the structures, ``<scribbles>_structures`` (the scribble node is left as
+        drawn), and the dose, ``<CT>_PredictedDose``; :meth:`showDose` makes the latter a SlicerRT
+        dose and shows it. ``completionMethod`` is a name of :data:`sparsert.completion.METHODS`,
+        ``doseModel`` a registered dose model or a checkpoint file.
+
+        Raises :class:`InputError` when an input is missing or unusable, and
+        :class:`MissingComponentError` when a model's weights are missing; nothing is added then.
         """
         if ctNode is None:
             raise InputError("no CT volume selected")
         if scribblesNode is None:
             raise InputError("no scribble segmentation selected")
-        grid = volume_node_geometry(ctNode)
-        scribbles = segmentation_from_node(scribblesNode, grid)
-        drawn = [segment.name for segment in scribbles.segments if segment.mask.any()]
-        if not drawn:
+        ct = volume_from_node(ctNode)
+        scribbles = segmentation_from_node(scribblesNode, ct.geometry)
+        if not any(segment.mask.any() for segment in scribbles.segments):
             raise InputError(
                 f"segmentation '{scribblesNode.GetName()}' has no scribble on CT '{ctNode.GetName()}': "
                 "draw a few strokes in each structure first"
             )
-        raise MissingComponentError(
-            "ScribbleDose cannot predict a dose yet: no trained dose-prediction model is available and scribble "
-            f"completion is not wired into the module (scribbles found for: {', '.join(drawn)})"
+        # Imported here, not at the top: Slicer imports every scripted module at startup, and these load PyTorch.
+        from sparsert.completion import completer
+        from sparsert.dose.predict import load_dose_model, predict_dose
+
+        complete = completer(completionMethod, device=device)
+        # The dose model before the completion, so that missing weights are reported without waiting for it.
+        model = load_dose_model(doseModel, device)
+        structures = complete(ct, scribbles)
+        dose = predict_dose(model, ct, structures)
+        # Nodes are added only once both steps have succeeded, so a failure leaves the scene as it was.
+        structuresNode = add_segmentation_node(
+            self.scene, structures, self.scene.GenerateUniqueName(f"{scribblesNode.GetName()}_structures"), ctNode
         )
+        doseNode = add_volume_node(self.scene, dose, self.scene.GenerateUniqueName(f"{ctNode.GetName()}_PredictedDose"))
+        return DosePrediction(structuresNode, doseNode, list(structures.warnings))
 
     def loadCase(self, ctPath, structuresPath, dosePath, referenceDosePath=None) -> dict:
         """Read CT, structures and dose files into the scene: {"ct", "structures", "dose", "reference"} nodes."""

@@ -19,11 +19,19 @@ import slicer
 
 from sparsert.errors import InputError, MissingComponentError
 from sparsert.io.segmentation import Segmentation
-from sparsert.io.volume import Volume
-from sparsert.mrml import HeadlessSlicer, add_segmentation_node, add_volume_node
+from sparsert.io.segmentation_io import read_segmentation
+from sparsert.io.volume import Volume, read_image
+from sparsert.mrml import (
+    HeadlessSlicer,
+    add_segmentation_node,
+    add_volume_node,
+    segmentation_from_node,
+    volume_from_node,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["ScribbleDose", "InteractiveRefine", "CrossModalSeg"]
+SAMPLE = REPO_ROOT / "Resources" / "SampleData" / "OpenKBP-pt_201"
 # Parameters each module's parameter node must hold (the inputs of its main action).
 PARAMETERS = {
     "ScribbleDose": {"ctVolume", "scribbles"},
@@ -212,7 +220,7 @@ def sts_pair(sts_dir) -> tuple[Volume, Volume]:
     return tuple(Volume.from_sitk(sitk.ReadImage(str(case / f"{m}_image.nii.gz"))) for m in ("CT", "MR_T1"))
 
 
-def test_scribble_dose_reads_the_scribbles_then_names_the_missing_model(scene_logic, headless, openkbp_ct):
+def test_scribble_dose_checks_the_inputs_then_names_the_missing_model(scene_logic, headless, openkbp_ct):
     logic = scene_logic("ScribbleDose")
     ct, ptv = openkbp_ct
     ct_node = add_volume_node(headless.scene, ct, "CT")
@@ -224,8 +232,10 @@ def test_scribble_dose_reads_the_scribbles_then_names_the_missing_model(scene_lo
     scribbles.add("PTV70", stroke)
     scribbles.add("Background", np.zeros(ct.geometry.shape, bool))
     node = add_segmentation_node(headless.scene, scribbles, "Scribbles", ct_node)
-    with pytest.raises(MissingComponentError, match=r"dose-prediction model.*scribbles found for: PTV70\)"):
-        logic.predictDose(ct_node, node)
+    before = headless.scene.GetNumberOfNodes()
+    with pytest.raises(MissingComponentError, match=r"^no model named 'no-such-model'"):
+        logic.predictDose(ct_node, node, doseModel="no-such-model")
+    assert headless.scene.GetNumberOfNodes() == before
 
     empty = add_segmentation_node(headless.scene, Segmentation(ct.geometry), "No strokes", ct_node)
     with pytest.raises(InputError, match="'No strokes' has no scribble on CT 'CT'"):
@@ -234,6 +244,42 @@ def test_scribble_dose_reads_the_scribbles_then_names_the_missing_model(scene_lo
         logic.predictDose(None, node)
     with pytest.raises(InputError, match="no scribble segmentation selected"):
         logic.predictDose(ct_node, None)
+    with pytest.raises(InputError, match="unknown completion method 'magic'"):
+        logic.predictDose(ct_node, node, completionMethod="magic")
+
+
+def test_scribble_dose_predicts_and_shows_the_dose_of_the_sample_scribbles(scene_logic, headless, tiny_dose_run):
+    run, _ = tiny_dose_run
+    logic = scene_logic("ScribbleDose")
+    ct = read_image(SAMPLE / "ct.nrrd")
+    scribbles = read_segmentation(SAMPLE / "scribbles.seg.nrrd")
+    ct_node = add_volume_node(headless.scene, ct, "pt_201 CT")
+    scribbles_node = add_segmentation_node(headless.scene, scribbles, "pt_201 scribbles", ct_node)
+    drawn = [s.name for s in scribbles.segments if s.name != "Background"]
+    assert "PTV70" in drawn and len(drawn) > 1
+
+    prediction = logic.predictDose(
+        ct_node, scribbles_node, completionMethod="growcut", doseModel=str(run / "best.pt"), device="cpu"
+    )
+
+    assert prediction.structuresNode.GetName() == "pt_201 scribbles_structures"
+    assert prediction.doseNode.GetName() == "pt_201 CT_PredictedDose"
+    structures = segmentation_from_node(prediction.structuresNode, ct.geometry)
+    assert structures.names == drawn
+    assert all(s.mask.any() for s in structures.segments)
+    dose = volume_from_node(prediction.doseNode)
+    assert dose.geometry.matches(ct.geometry) and dose.array.dtype == np.float32
+    assert float(dose.array.max()) > 0
+    # The user's scribbles are left as drawn.
+    after = segmentation_from_node(scribbles_node, ct.geometry)
+    assert after.names == scribbles.names
+    assert all(np.array_equal(a.mask, b.mask) for a, b in zip(after.segments, scribbles.segments))
+
+    shown = logic.showDose(ct_node, prediction.structuresNode, prediction.doseNode)
+    assert prediction.doseNode.GetAttribute("DicomRtImport.DoseVolume") == "1"
+    assert {name for _, name in shown.dvh_tables} == set(drawn)
+    metrics = headless.scene.GetFirstNodeByName("pt_201 CT_PredictedDose_DvhMetrics")
+    assert metrics is shown.metrics_table and metrics.GetNumberOfRows() == len(shown.metrics) > 0
 
 
 def test_interactive_refine_names_the_missing_model(scene_logic, headless, sts_pair):

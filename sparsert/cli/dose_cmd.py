@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -114,9 +115,11 @@ def run_cohort(args: argparse.Namespace) -> int:
         on_case=lambda c: bar(next(done), len(ids), c),
     )
     timing = {r.case_id: round(r.seconds, 3) for r in results}
-    write_json({"data": str(dataset.root), "prompt": args.prompt, "model": args.model, "seconds": timing},
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    write_json({"data": str(dataset.root), "prompt": args.prompt, "model": args.model, "completion": args.completion,
+                "flips": args.flips, "seconds": timing, "peak_rss_mb": round(peak_mb, 1)},
                out / "predictions.json", overwrite=True)
     mean = sum(timing.values()) / len(timing) if timing else 0.0
     print(f"predicted {len(results)} case(s) from {args.prompt}s, {mean:.2f} s per case -> {out}")
-    print(json.dumps({"cases": len(results), "mean_seconds": round(mean, 3)}))
+    print(json.dumps({"cases": len(results), "mean_seconds": round(mean, 3), "peak_rss_mb": round(peak_mb, 1)}))
     return 0
