@@ -98,3 +98,18 @@ def test_demo_runs_scribbles_to_dose_dvh_and_metrics(tiny_dose_run, tmp_path):
         assert (out / name).is_file(), name
     scores = json.loads((out / "dose_scores.json").read_text())
     assert np.isfinite(scores["dose_score"]) and np.isfinite(scores["dvh_score"])
+
+
+def test_the_scribble_baseline_sees_scribbles_inside_the_structures(tiny_dose_run):
+    from sparsert.dose.inputs import ORGAN_CHANNELS, TARGET_CHANNEL
+    from sparsert.training.cache import load_cached
+    from sparsert.training.dose import case_channels
+
+    run, _ = tiny_dose_run
+    case = load_cached(sorted((run.parent / "cache").glob("*/*.npz"))[0])
+    dense, highest = case_channels(case, "mask")
+    sparse, same = case_channels(case, "scribble", np.random.default_rng(0))
+    assert same == highest and np.array_equal(sparse[:TARGET_CHANNEL], dense[:TARGET_CHANNEL])
+    structure = slice(TARGET_CHANNEL, ORGAN_CHANNELS.stop)
+    assert 0 < (sparse[structure] > 0).sum() < 0.5 * (dense[structure] > 0).sum()
+    assert not ((sparse[structure] > 0) & (dense[structure] == 0)).any()  # scribbles lie inside their structures
