@@ -1,4 +1,4 @@
-"""Where the extension's shared resources (sample data, model registry, weights) live."""
+"""Where the extension's shared resources (sample data, model registry, weights) and the shared data sets live."""
 
 from __future__ import annotations
 
@@ -16,3 +16,12 @@ def resources_dir() -> Path:
 
 def sample_data_dir() -> Path:
     return resources_dir() / "SampleData"
+
+
+def shared_data_dir() -> Path:
+    """The public data sets of development, tests and benchmarks: ``../shared/data`` beside the
+    checkout ($SPARSERT_SHARED_DATA overrides it)."""
+    override = os.environ.get("SPARSERT_SHARED_DATA")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"

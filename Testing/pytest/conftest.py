@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +13,7 @@ from sparsert.data.case_folder import write_case_folder
 from sparsert.data.datasets import open_dataset
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry, Volume
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def shared_data_dir() -> Path:
-    """The shared data folder (``../shared/data`` beside the checkout, or $SPARSERT_SHARED_DATA)."""
-    return Path(os.environ.get("SPARSERT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+from sparsert.resources import shared_data_dir
 
 
 @pytest.fixture(scope="session")

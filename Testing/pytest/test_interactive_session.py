@@ -9,6 +9,7 @@ import torch
 
 from interactive_testdata import tiny_model
 from sparsert.errors import InputError
+from sparsert.evaluation.refine import session_trajectory
 from sparsert.interactive.clicks import Click
 from sparsert.interactive.inference import RegionSettings
 from sparsert.interactive.session import RefinementSession
@@ -138,6 +139,18 @@ def test_working_grid_at_the_model_spacing(arrays):
     assert session.clicks[0].kji == (11, 15, 15)
     seg = session.segmentation("GTV")
     assert seg.geometry.shape == SHAPE and seg.names == ["GTV"]
+
+
+def test_simulated_clicks_reach_the_working_voxels_they_were_placed_on(arrays):
+    """Evaluation places clicks on the working grid; on a session whose working grid is coarser than its
+    first image, they still land on those voxels."""
+    model = tiny_model(spacing=(2.0, 2.0, 2.0))
+    session = RefinementSession.from_arrays(model, arrays, spacing=(1.0, 1.0, 2.0), origin=(10.0, -5.0, 30.0))
+    truth = np.zeros(session.geometry.shape, dtype=bool)
+    truth[4:8, 5:11, 5:11] = True
+    trajectory = session_trajectory(session, truth, max_clicks=3)
+    assert trajectory.clicks and trajectory.initial_seconds > 0
+    assert [list(c.kji) for c in session.clicks] == [c["kji"] for c in trajectory.clicks]
 
 
 def test_bad_images(model, arrays):

@@ -7,12 +7,14 @@ import sys
 
 from sparsert import __version__
 from sparsert.cli import (
-    complete_cmd, crossmodal_cmd, data_cmd, demo_cmd, dicom_cmd, dose_cmd, evaluate_cmd, refine_cmd, scene_cmd, train_cmd,
+    bench_cmd, complete_cmd, crossmodal_cmd, data_cmd, demo_cmd, dicom_cmd, dose_cmd, evaluate_cmd, refine_cmd, scene_cmd,
+    train_cmd,
 )
 from sparsert.errors import SparseRTError
 
 SUBCOMMANDS = (
     demo_cmd, complete_cmd, dose_cmd, crossmodal_cmd, data_cmd, dicom_cmd, evaluate_cmd, refine_cmd, scene_cmd, train_cmd,
+    bench_cmd,
 )
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sparsert.cli.common import add_device_option, add_overwrite_option
 from sparsert.errors import InputError
+from sparsert.interactive import DEFAULT_MODEL
 from sparsert.io.output import writable
 
-DEFAULT_MODEL = "icr-sts-petct"
 CLICKS_HELP = (
     'JSON list applied in order; each item {"ijk": [i, j, k], "positive": true} (voxel index of the first '
     'image, i along its fastest axis as ITK/NRRD count) or {"ras": [x, y, z], "positive": false} (Slicer RAS mm)'

@@ -41,6 +41,7 @@ class Trajectory:
     changed_voxels: list[int]  # per click
     seconds: list[float]  # per click
     clicks: list[dict]
+    initial_seconds: float = 0.0  # the automatic result
 
 
 def click_trajectory(
@@ -52,29 +53,47 @@ def click_trajectory(
     region: RegionSettings = RegionSettings(),
     seed: int = 0,
 ) -> Trajectory:
+    session = RefinementSession(model, case.image, case.geometry, mode=mode, region=region)
+    return session_trajectory(session, case.truth, case.case_id, max_clicks, protocol, seed)
+
+
+def session_trajectory(
+    session: RefinementSession,
+    truth: np.ndarray,
+    case_id: str = "",
+    max_clicks: int = 20,
+    protocol: str = "interior",
+    seed: int = 0,
+) -> Trajectory:
+    """The automatic result of ``session``, then up to ``max_clicks`` simulated clicks placed from the
+    errors against ``truth`` (bool, on the session's working grid)."""
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown click protocol '{protocol}' (known: {', '.join(PROTOCOLS)})")
     rng = np.random.default_rng(seed)
-    session = RefinementSession(model, case.image, case.geometry, mode=mode, region=region)
-    session.initial()
-    spacing = case.spacing_kji
-    scores = [(dice(session.mask, case.truth), hd95(session.mask, case.truth, spacing))]
+    initial = session.initial()
+    spacing = session.geometry.spacing_kji
+    scores = [(dice(session.mask, truth), hd95(session.mask, truth, spacing))]
     changed, seconds, clicks = [], [], []
     for _ in range(max_clicks):
         mask = session.mask
         if protocol == "interior":
-            click = interior_click(mask, case.truth, spacing)
+            click = interior_click(mask, truth, spacing)
         else:
-            click = sample_click(mask, case.truth, spacing, rng)
+            click = sample_click(mask, truth, spacing, rng)
         if click is None:
             break
-        result = session.add_click(click.kji[::-1], click.positive)
+        # Clicks are placed on the working grid; through physical space they reach the session's
+        # reference grid (the same grid unless the session was built from images of another spacing).
+        ras = session.geometry.ijk_to_ras() @ np.append(click.kji[::-1], 1.0)
+        result = session.add_click_ras(ras[:3], click.positive)
         changed.append(result.changed_voxels)
         seconds.append(result.seconds)
         clicks.append({"kji": list(click.kji), "positive": click.positive})
-        scores.append((dice(session.mask, case.truth), hd95(session.mask, case.truth, spacing)))
+        scores.append((dice(session.mask, truth), hd95(session.mask, truth, spacing)))
     scores += [scores[-1]] * (max_clicks + 1 - len(scores))
-    return Trajectory(case.case_id, [s[0] for s in scores], [s[1] for s in scores], changed, seconds, clicks)
+    return Trajectory(
+        case_id, [s[0] for s in scores], [s[1] for s in scores], changed, seconds, clicks, initial.seconds
+    )
 
 
 def _finite_mean(values: Sequence[float]) -> float | None:
