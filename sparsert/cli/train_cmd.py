@@ -1,10 +1,19 @@
-"""``sparsert train``: train the models from a data set."""
+"""``sparsert train``: train the models from a data set, in one process or as one of torchrun's processes.
+
+Under ``torchrun --nproc_per_node N -m sparsert train ...`` every process runs the same command: rank 0
+preprocesses missing cache entries while the others wait, then all train (DistributedDataParallel, see
+:mod:`sparsert.training.distributed`); only rank 0 prints and writes the run folder.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TextIO
 
 import yaml
 
@@ -23,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     scm.add_argument("--out", required=True, metavar="RUN", help="run folder")
     scm.add_argument("--max-cases", type=int, help="use only the first N training cases")
     add_run_options(scm, "--set losses.boundary=0 --set model.use_clustering=false")
-    scm.set_defaults(run=run_scm)
+    scm.set_defaults(run=in_process_group(run_scm))
 
     dose = models.add_parser("dose", help="the dose network (mask-guided, or the scribbles-instead-of-masks baseline)")
     dose.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP + " (cases with structures, dose and possible-dose mask)")
@@ -31,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dose.add_argument("--out", required=True, metavar="RUN", help="run folder")
     dose.add_argument("--max-cases", type=int, help="use only the first N training cases")
     add_run_options(dose, "--set model.backbone=unet --set model.modulation=false --set prompt=scribble")
-    dose.set_defaults(run=run_dose)
+    dose.set_defaults(run=in_process_group(run_dose))
 
     register_icr(models)
     register_crossmodal(models)
@@ -40,12 +49,53 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_run_options(parser: argparse.ArgumentParser, set_example: str) -> None:
     """The options every training takes: settings, run control, cache and device."""
     parser.add_argument("--config", metavar="YAML", help="settings file (see the run folder's config.yaml for every key)")
-    parser.add_argument("--steps", type=int, help="optimiser steps")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimiser steps")
+    length.add_argument("--epochs", type=float, help="passes over the training cases, by all processes together: "
+                        "ceil(EPOCHS x cases / (cases per step x processes)) optimiser steps, where a step takes "
+                        "batch cases per process in dose, batch_size in crossmodal, one in scm, initial and refine")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"any setting, e.g. {set_example}")
     parser.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder (default: ~/.cache/sparsert/preprocessed)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
     add_device_option(parser)
+
+
+def in_process_group(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` in torchrun's process group when started by torchrun (a no-op otherwise), left at the end;
+    ``args.device`` becomes this process's device."""
+
+    @functools.wraps(run)
+    def joined(args: argparse.Namespace) -> int:
+        from sparsert.training import distributed
+
+        args.device = distributed.setup(args.device)
+        try:
+            return run(args)
+        finally:
+            distributed.cleanup()
+
+    return joined
+
+
+def say(message: str, file: TextIO | None = None) -> None:
+    """Print on rank 0 only: under torchrun every process runs the command."""
+    from sparsert.training.distributed import is_main
+
+    if is_main():
+        print(message, file=file)
+
+
+def steps_from_epochs(args: argparse.Namespace, config: Any, cases: int, per_step: int) -> None:
+    """With --epochs, set ``config.steps`` for that many passes over ``cases`` training cases by all
+    processes together, each taking ``per_step`` cases a step."""
+    from sparsert.training.distributed import world_size
+
+    if args.epochs is None:
+        return
+    if args.epochs <= 0:
+        raise InputError(f"--epochs {args.epochs:g}: expected a positive number")
+    config.steps = max(1, math.ceil(args.epochs * cases / (per_step * world_size())))
 
 
 def open_run(path: str | Path, resume: bool):
@@ -58,8 +108,12 @@ def open_run(path: str | Path, resume: bool):
     return run
 
 
-def preprocessing_progress(total: int):
-    """An ``on_case`` callback drawing a progress bar over ``total`` cases."""
+def preprocessing_progress(total: int) -> Callable[[str], None] | None:
+    """An ``on_case`` callback drawing a progress bar over ``total`` cases (None except on rank 0)."""
+    from sparsert.training.distributed import is_main
+
+    if not is_main():
+        return None
     bar = ProgressCallback("preprocessing")
     done = iter(range(1, total + 1))
     return lambda case_id: bar(next(done), total, case_id)
@@ -77,9 +131,10 @@ def run_scm(args: argparse.Namespace) -> int:
     overrides = {"steps": args.steps, "seed": args.seed, **parse_settings(args.set)}
     config = load_config(SCMTrainConfig, args.config, overrides)
     train_paths, val_paths = cached_split(args, config.val_cases)
-    print(f"training scm on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}", file=sys.stderr)
+    steps_from_epochs(args, config, len(train_paths), 1)
+    say(f"training scm on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}", file=sys.stderr)
     result = train_scm(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
-    print(f"finished at step {result['step']}; best validation mean Dice {result['best_mean_dice']:.4f}")
+    say(f"finished at step {result['step']}; best validation mean Dice {result['best_mean_dice']:.4f}")
     return 0
 
 
@@ -88,19 +143,22 @@ def cached_split(args: argparse.Namespace, val_cases: int) -> tuple[list[Path], 
     or else the last 10% of --data)."""
     from sparsert.data.datasets import open_dataset
     from sparsert.training.cache import cached_cases
+    from sparsert.training.distributed import main_first
 
     cache = Path(args.cache) if args.cache else None
     data = open_dataset(args.data)
     ids = data.case_ids()[: args.max_cases] if args.max_cases else data.case_ids()
-    if args.val_data:
-        val = open_dataset(args.val_data)
-        val_paths = cached_cases(val, cache, val.case_ids()[:val_cases])
-        train_ids = ids
-    else:
-        n_val = max(1, len(ids) // 10) if len(ids) > 1 else 0
-        train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
-        val_paths = cached_cases(data, cache, val_ids[:val_cases]) if val_ids else []
-    return cached_cases(data, cache, train_ids, on_case=preprocessing_progress(len(train_ids))), val_paths
+    with main_first():
+        if args.val_data:
+            val = open_dataset(args.val_data)
+            val_paths = cached_cases(val, cache, val.case_ids()[:val_cases])
+            train_ids = ids
+        else:
+            n_val = max(1, len(ids) // 10) if len(ids) > 1 else 0
+            train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+            val_paths = cached_cases(data, cache, val_ids[:val_cases]) if val_ids else []
+        train_paths = cached_cases(data, cache, train_ids, on_case=preprocessing_progress(len(train_ids)))
+    return train_paths, val_paths
 
 
 def run_dose(args: argparse.Namespace) -> int:
@@ -110,10 +168,11 @@ def run_dose(args: argparse.Namespace) -> int:
     run = open_run(args.out, args.resume)
     config = load_config(DoseTrainConfig, args.config, {"steps": args.steps, "seed": args.seed, **parse_settings(args.set)})
     train_paths, val_paths = cached_split(args, config.val_cases)
-    print(f"training dose ({config.model.backbone}, {config.prompt}) on {len(train_paths)} case(s), validating on "
-          f"{len(val_paths)}; run folder {run.path}", file=sys.stderr)
+    steps_from_epochs(args, config, len(train_paths), config.batch)
+    say(f"training dose ({config.model.backbone}, {config.prompt}) on {len(train_paths)} case(s), validating on "
+        f"{len(val_paths)}; run folder {run.path}", file=sys.stderr)
     result = train_dose(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
-    print(f"finished at step {result['step']}; best validation dose score {result['best_dose_score']:.3f} Gy; model {run.best_path}")
+    say(f"finished at step {result['step']}; best validation dose score {result['best_dose_score']:.3f} Gy; model {run.best_path}")
     return 0
 
 
@@ -131,12 +190,13 @@ def register_icr(models: argparse._SubParsersAction) -> None:
         parser.add_argument("--fold", type=int, help="held-out cross-validation fold 0..N-1 (default 0)")
         parser.add_argument("--all-cases", action="store_true", help="train on every case (no held-out fold)")
         add_run_options(parser, "--set network.channels=[8,16,32,64,128] --set data.modalities=[ct]")
-        parser.set_defaults(run=run_icr)
+        parser.set_defaults(run=in_process_group(run_icr))
 
 
 def run_icr(args: argparse.Namespace) -> int:
     from sparsert.data.datasets import open_dataset
     from sparsert.training.config import load_config
+    from sparsert.training.distributed import main_first
     from sparsert.training.icr import ICRTrainConfig, train_icr
     from sparsert.training.folds import fold_split
     from sparsert.training.icr_data import cached_icr_cases
@@ -154,14 +214,16 @@ def run_icr(args: argparse.Namespace) -> int:
     ids = data.case_ids()
     train_ids, val_ids = (ids, []) if config.fold is None else fold_split(ids, config.fold, config.n_folds)
     cache = Path(args.cache) if args.cache else None
-    paths = cached_icr_cases(data, config.data, train_ids + val_ids, cache, on_case=preprocessing_progress(len(ids)))
+    steps_from_epochs(args, config, len(train_ids), 1)
+    with main_first():
+        paths = cached_icr_cases(data, config.data, train_ids + val_ids, cache, on_case=preprocessing_progress(len(ids)))
     train_paths, val_paths = paths[: len(train_ids)], paths[len(train_ids):]
     what = args.model if args.model == "initial" else f"refine ({config.style})"
-    print(f"training {what} on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}",
-          file=sys.stderr)
+    say(f"training {what} on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}",
+        file=sys.stderr)
     result = train_icr(train_paths, val_paths, run, config, initial=initial, resume=args.resume, device=args.device)
     val = ", ".join(f"{k} {v:.4f}" for k, v in result["val"].items()) or "no validation"
-    print(f"finished at step {result['step']}; {val}; model {run.best_path}")
+    say(f"finished at step {result['step']}; {val}; model {run.best_path}")
     return 0
 
 
@@ -175,7 +237,7 @@ def register_crossmodal(models: argparse._SubParsersAction) -> None:
     parser.add_argument("--fold", metavar="K|all", help="held-out cross-validation fold (default 0), or all folds in turn")
     parser.add_argument("--scribbles", metavar="DIR", help="read <case>.seg.nrrd scribbles from DIR instead of simulating them")
     add_run_options(parser, "--set losses.lambda_ct=0 --set scribbles.background=automatic")
-    parser.set_defaults(run=run_crossmodal)
+    parser.set_defaults(run=in_process_group(run_crossmodal))
 
 
 def run_crossmodal(args: argparse.Namespace) -> int:
@@ -183,6 +245,7 @@ def run_crossmodal(args: argparse.Namespace) -> int:
     from sparsert.training.config import load_config
     from sparsert.training.crossmodal import CrossModalTrainConfig, check_config, train_crossmodal, variant_settings
     from sparsert.training.crossmodal_cache import cached_cases
+    from sparsert.training.distributed import main_first
     from sparsert.training.folds import fold_split
 
     overrides = {
@@ -200,14 +263,16 @@ def run_crossmodal(args: argparse.Namespace) -> int:
         check_config(config)
         run = open_run(Path(args.out) / f"fold_{fold}" if args.fold == "all" else args.out, args.resume)
         train_ids, test_ids = fold_split(data.case_ids(), fold, config.folds)
+        steps_from_epochs(args, config, len(train_ids), config.batch_size)
         ids = train_ids + test_ids
-        paths = cached_cases(data, config.preprocessing, cache, ids, on_case=preprocessing_progress(len(ids)))
-        print(f"training crossmodal ({config.variant}) fold {fold} on {len(train_ids)} case(s), held out {len(test_ids)}; "
-              f"run folder {run.path}", file=sys.stderr)
+        with main_first():
+            paths = cached_cases(data, config.preprocessing, cache, ids, on_case=preprocessing_progress(len(ids)))
+        say(f"training crossmodal ({config.variant}) fold {fold} on {len(train_ids)} case(s), held out {len(test_ids)}; "
+            f"run folder {run.path}", file=sys.stderr)
         result = train_crossmodal(
             paths[: len(train_ids)], paths[len(train_ids):], run, config,
             split={"train_cases": train_ids, "test_cases": test_ids}, resume=args.resume, device=args.device,
         )
-        print(f"fold {fold} finished at step {result['step']}; held-out Dice (working grid) {result['val_mean_dice']}; "
-              f"model {run.best_path}")
+        say(f"fold {fold} finished at step {result['step']}; held-out Dice (working grid) {result['val_mean_dice']}; "
+            f"model {run.best_path}")
     return 0

@@ -13,6 +13,10 @@ from sparsert.errors import InputError
 
 C = TypeVar("C")
 
+# Written into a run's config.yaml beside the settings (sparsert.training.run.RunFolder.write_config):
+# facts of that run, skipped when the file is read back as settings.
+RECORDS = ("world_size",)
+
 
 def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     """Build dataclass ``cls`` from a (nested) dict, rejecting unknown keys by name."""
@@ -43,6 +47,8 @@ def load_config(cls: type[C], path: str | Path | None, overrides: dict[str, Any]
             raise InputError(f"{path}: config file not found") from None
         except yaml.YAMLError as exc:
             raise InputError(f"{path}: not valid YAML ({exc})") from None
+        for key in RECORDS:
+            data.pop(key, None)
     for key, value in overrides.items():
         if value is None:
             continue

@@ -10,13 +10,17 @@ folds as the click-refinement models); a run trains on all folds but one.
 Scribbles are fixed per training case (as a real annotated set is): simulated once from the dense
 mask with the project's generator (or read from ``<case>.seg.nrrd`` files drawn on the CT grid),
 with background strokes, the automatic erosion-based background, or both.
+
+Under torchrun each rank draws its own share of the cases and its own patches; the scribbles are the
+same on every rank (:mod:`sparsert.training.distributed`).
 """
 
 from __future__ import annotations
 
 import math
-import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +29,6 @@ import torch
 from sparsert.crossmodal.inference import largest_component, predict_probability
 from sparsert.crossmodal.preprocess import PreprocessConfig
 from sparsert.data.sts import GTV
-from sparsert.device import resolve_device
 from sparsert.errors import InputError
 from sparsert.io.segmentation import BACKGROUND, Segment, Segmentation
 from sparsert.io.segmentation_io import read_segmentation
@@ -35,6 +38,7 @@ from sparsert.losses.crossmodal import consistency_loss, gated_crf_loss, scribbl
 from sparsert.metrics.segmentation import dice
 from sparsert.models.cmfnet import CmFNetConfig, build_network
 from sparsert.scribbles import BACKGROUND_NAME, automatic_background, simulate_scribbles
+from sparsert.training import distributed
 from sparsert.training.crossmodal_cache import CrossModalCase, load_case
 from sparsert.training.run import RunFolder
 
@@ -77,7 +81,7 @@ class CrossModalTrainConfig:
     steps: int = 6000
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    batch_size: int = 2
+    batch_size: int = 2  # patches per step and process
     patch: tuple[int, int, int] = (32, 64, 64)  # (k, j, i) working-grid voxels, multiples of 16
     foreground_p: float = 0.7  # share of patches centred on a tumour scribble
     folds: int = 5  # cross-validation by patient (sparsert.training.folds.fold_split)
@@ -87,6 +91,7 @@ class CrossModalTrainConfig:
     checkpoint_every: int = 50
     log_every: int = 10
     threads: int = 2
+    mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
     model: CmFNetConfig = field(default_factory=CmFNetConfig)
     preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
     scribbles: ScribbleConfig = field(default_factory=ScribbleConfig)
@@ -199,16 +204,20 @@ def splat(mask: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:
 
 
 class PatchSampler:
-    """Random training patches (a tumour-scribble centre with probability ``foreground_p``), flipped at random."""
+    """Random training patches of the cases in the order ``order`` (a tumour-scribble centre with
+    probability ``foreground_p``), flipped at random."""
 
-    def __init__(self, cases: list[TrainingCase], config: CrossModalTrainConfig, rng: np.random.Generator) -> None:
+    def __init__(
+        self, cases: list[TrainingCase], config: CrossModalTrainConfig, order: Iterator[int], rng: np.random.Generator,
+    ) -> None:
         self.cases = cases
+        self.order = order
         self.patch = tuple(config.patch)
         self.foreground_p = config.foreground_p
         self.rng = rng
 
     def sample(self) -> dict[str, np.ndarray]:
-        item = self.cases[self.rng.integers(len(self.cases))]
+        item = self.cases[next(self.order)]
         c = item.case
         shape = c.ct.shape
         if self.rng.random() < self.foreground_p:
@@ -295,17 +304,18 @@ def train_crossmodal(
 ) -> dict:
     """Train one fold; ``best.pt`` holds the latest validated weights (never selected on held-out cases)."""
     check_config(config)
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
+    device = distributed.setup(device)
+    seed = distributed.seed_process(config.seed)
     torch.set_num_threads(config.threads)
-    device = resolve_device(device)
-    rng = np.random.default_rng(config.seed)
-    cases = [case_scribbles(load_case(p), config.scribbles, rng) for p in train_paths]
+    # Scribbles drawn alike on every rank: one annotated training set, whatever the world size.
+    scribble_rng = np.random.default_rng(config.seed)
+    cases = [case_scribbles(load_case(p), config.scribbles, scribble_rng) for p in train_paths]
     spacings = {c.case.geometry.spacing_kji for c in cases}
     if len(spacings) != 1:
         raise InputError(f"training cases are on different working spacings {sorted(spacings)}; rebuild the cache")
     spacing_kji = spacings.pop()
-    val_cases = [load_case(p) for p in val_paths]
+    # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
+    val_cases = [load_case(p) for p in val_paths] if distributed.is_main() else []
     net = build_network(config.model).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -318,9 +328,15 @@ def train_crossmodal(
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
-        rng = np.random.default_rng([config.seed, step])  # fresh but reproducible patches after a resume
+    # A stage without convolutions leaves its PReLU unused.
+    train_step = distributed.wrap(
+        net, partial(step_losses, config=config, spacing_kji=spacing_kji), device,
+        mixed_precision=config.mixed_precision, find_unused_parameters=0 in config.model.convs,
+    )
+    order = distributed.sample_order(len(cases), config.seed, start=step * config.batch_size)
+    # Fresh but reproducible patches after a resume.
+    sampler = PatchSampler(cases, config, order, np.random.default_rng([seed, step]))
     run.write_config(config)
-    sampler = PatchSampler(cases, config, rng)
     metadata = {
         "variant": config.variant, "fold": config.fold, "folds": config.folds,
         "preprocessing": config.preprocessing.to_dict(), "scribbles": asdict(config.scribbles), **(split or {}),
@@ -329,7 +345,7 @@ def train_crossmodal(
     running: dict[str, float] = {}
     result: dict = {}
     while step < config.steps:
-        losses = step_losses(net, sampler.batch(config.batch_size, device), config, spacing_kji)
+        losses = train_step(sampler.batch(config.batch_size, device))
         optimiser.zero_grad()
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -342,7 +358,7 @@ def train_crossmodal(
             count = config.log_every if step % config.log_every == 0 else step % config.log_every
             run.log(step, lr=scheduler.get_last_lr()[0], **{k: v / count for k, v in running.items()})
             running = {}
-        if step % config.val_every == 0 or step == config.steps:
+        if distributed.is_main() and (step % config.val_every == 0 or step == config.steps):
             result = validate(net, val_cases)
             run.log(step, **{f"val_{k}": v for k, v in result.items()})
             run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step, "val": result})
@@ -351,4 +367,4 @@ def train_crossmodal(
                 "model": net.state_dict(), "optimiser": optimiser.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step,
             })
-    return {"step": step, "val_mean_dice": result.get("mean_dice")}
+    return distributed.finish(net, {"step": step, "val_mean_dice": result.get("mean_dice")})

@@ -7,19 +7,20 @@ whole cases and scores them on the CT grid with the OpenKBP dose error.
 
 ``prompt="scribble"`` trains the scribbles-instead-of-masks baseline: the structure channels hold
 simulated scribbles rather than the dense masks.
+
+Under torchrun each rank draws its own share of the cases (:mod:`sparsert.training.distributed`).
 """
 
 from __future__ import annotations
 
 import math
-import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sparsert.device import resolve_device
 from sparsert.dose.grid import as_batch, flip_lr, to_ct_grid, to_working, working_shape
 from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, TARGET_CHANNEL, checked_roles, structure_channels
 from sparsert.dose.predict import PAROTIDS, body_statistics, network_dose
@@ -28,6 +29,7 @@ from sparsert.metrics.dose import openkbp_dose_error
 from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
 from sparsert.preprocessing.ct import WIDE_WINDOW_HU
 from sparsert.roles import highest_prescription
+from sparsert.training import distributed
 from sparsert.training.cache import CachedCase, load_cached
 from sparsert.training.run import RunFolder
 
@@ -38,7 +40,7 @@ class DoseTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-5
     seed: int = 0
-    batch: int = 2
+    batch: int = 2  # cases per step and process
     crop: tuple[int, int, int] = (48, 64, 64)
     working_spacing_kji: tuple[float, float, float] = (5.0, 7.8125, 7.8125)
     rank_weight: float = 1.0
@@ -49,6 +51,7 @@ class DoseTrainConfig:
     log_every: int = 10
     val_cases: int = 6
     threads: int = 2
+    mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
     model: DoseNetConfig = field(default_factory=DoseNetConfig)
 
 
@@ -85,9 +88,12 @@ def working_case(case: CachedCase, config: DoseTrainConfig, rng: np.random.Gener
     return WorkingCase(case.case_id, x, dose, highest)
 
 
-def random_batch(cases: list[WorkingCase], config: DoseTrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_batch(
+    cases: list[WorkingCase], order: Iterator[int], config: DoseTrainConfig, rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops of the next ``config.batch`` cases of ``order``, some mirrored left-right."""
     xs, ys = [], []
-    for case in (cases[i] for i in rng.integers(len(cases), size=config.batch)):
+    for case in (cases[next(order)] for _ in range(config.batch)):
         box = []
         for n, m in zip(case.channels.shape[1:], config.crop):
             size = min(n, m) // 8 * 8
@@ -117,6 +123,11 @@ def validate(net: DoseNet, cases: list[CachedCase], config: DoseTrainConfig) -> 
     return {"dose_score": float(np.mean(list(errors.values()))), "per_case": errors}
 
 
+def step_losses(net: DoseNet, x: torch.Tensor, y: torch.Tensor, rank_weight: float) -> dict[str, torch.Tensor]:
+    return dose_losses(net(x), y, x[:, BODY_CHANNEL : BODY_CHANNEL + 1], x[:, TARGET_CHANNEL : TARGET_CHANNEL + 1],
+                       x[:, ORGAN_CHANNELS].amax(1, keepdim=True), rank_weight)
+
+
 def training_domain(stats: list[dict[str, float]]) -> dict[str, list[float]]:
     return {key: [min(s[key] for s in stats), max(s[key] for s in stats)] for key in stats[0]}
 
@@ -125,24 +136,25 @@ def train_dose(
     train_paths: list[Path], val_paths: list[Path], run: RunFolder, config: DoseTrainConfig,
     resume: bool = True, device: str | torch.device = "auto", on_case=None,
 ) -> dict:
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
+    device = distributed.setup(device)
+    seed = distributed.seed_process(config.seed)
     torch.set_num_threads(config.threads)
-    device = resolve_device(device)
-    rng = np.random.default_rng(config.seed)
+    # The baseline's scribbles are drawn alike on every rank: one training set, whatever the world size.
+    scribble_rng = np.random.default_rng(config.seed)
     cases, stats = [], []
     for path in train_paths:
         case = load_cached(path)
         if case.dose is None:
             continue
-        cases.append(working_case(case, config, rng))
+        cases.append(working_case(case, config, scribble_rng))
         stats.append(body_statistics(case.image[0] * WIDE_WINDOW_HU, case.spacing_kji))
         if on_case:
             on_case(case.case_id)
     if not cases:
         raise ValueError("no training case has a dose")
     domain = training_domain(stats)
-    val_cases = [load_cached(p) for p in val_paths[: config.val_cases]]
+    # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
+    val_cases = [load_cached(p) for p in val_paths[: config.val_cases]] if distributed.is_main() else []
 
     net = DoseNet(config.model).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -154,15 +166,16 @@ def train_dose(
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         step, best = state["step"], state["best"]
+    train_step = distributed.wrap(net, step_losses, device, mixed_precision=config.mixed_precision)
+    order = distributed.sample_order(len(cases), config.seed, start=step * config.batch)
+    rng = np.random.default_rng([seed, step])  # crops and flips: fresh but reproducible after a resume
     run.write_config(config)
     metadata = {"working_spacing_kji": list(config.working_spacing_kji), "domain": domain, "prompt": config.prompt}
     net.train()
     running: dict[str, float] = {}
     while step < config.steps:
-        x, y = random_batch(cases, config, rng)
-        x, y = x.to(device), y.to(device)
-        losses = dose_losses(net(x), y, x[:, BODY_CHANNEL : BODY_CHANNEL + 1], x[:, TARGET_CHANNEL : TARGET_CHANNEL + 1],
-                             x[:, ORGAN_CHANNELS].amax(1, keepdim=True), config.rank_weight)
+        x, y = random_batch(cases, order, config, rng)
+        losses = train_step(x.to(device), y.to(device), config.rank_weight)
         optimiser.zero_grad()
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -185,4 +198,4 @@ def train_dose(
                                  "scheduler": scheduler.state_dict(), "step": step, "best": best})
     if not val_cases:
         run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step})
-    return {"step": step, "best_dose_score": best}
+    return distributed.finish(net, {"step": step, "best_dose_score": best})

@@ -23,24 +23,27 @@ them would give the baselines another click distribution and click encoding than
 so the comparison would mix protocol and encoding. The baselines here reproduce the DeepGrow and
 DeepEdit *training protocols* on this module's clicks (:mod:`sparsert.interactive.clicks`).
 Augmentation uses MONAI's RandAffined, RandFlipd, RandScaleIntensityd and RandShiftIntensityd.
+
+Under torchrun each rank draws its own share of the cases and simulates its own clicks; every optimiser
+step averages the gradients over the ranks (:mod:`sparsert.training.distributed`).
 """
 
 from __future__ import annotations
 
 import math
-import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sparsert.device import resolve_device
 from sparsert.errors import InputError
 from sparsert.evaluation.refine import evaluate_refinement
 from sparsert.interactive.clicks import Click, click_maps, sample_click
 from sparsert.losses.completion import dense_bce_dice
 from sparsert.models.icr import ICRModel, ICRNetConfig, ICRSpec, load_icr_model
+from sparsert.training import distributed
 from sparsert.training.icr_data import ICRCase, ICRDataConfig, augmentation, load_icr_case
 from sparsert.training.run import RunFolder
 
@@ -71,6 +74,7 @@ class ICRTrainConfig:
     checkpoint_every: int = 50
     log_every: int = 10
     threads: int = 2
+    mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
     network: ICRNetConfig = field(default_factory=ICRNetConfig)
     data: ICRDataConfig = field(default_factory=ICRDataConfig)
 
@@ -102,16 +106,18 @@ def cosine(step: int, steps: int) -> float:
 
 
 class Samples:
-    """Endless augmented (image, truth) pairs drawn from cached cases, held in memory."""
+    """Endless augmented (image, truth) pairs of cached cases held in memory, in the order ``order``."""
 
-    def __init__(self, cases: list[ICRCase], config: ICRTrainConfig, rng: np.random.Generator) -> None:
+    def __init__(
+        self, cases: list[ICRCase], config: ICRTrainConfig, order: Iterator[int], rng: np.random.Generator,
+    ) -> None:
         if not cases:
             raise InputError("no training cases")
-        self.cases, self.rng = cases, rng
-        self.transform = augmentation(config.seed) if config.augment else None
+        self.cases, self.order = cases, order
+        self.transform = augmentation(int(rng.integers(2**31))) if config.augment else None
 
     def draw(self) -> tuple[ICRCase, np.ndarray, np.ndarray]:
-        case = self.cases[int(self.rng.integers(len(self.cases)))]
+        case = self.cases[next(self.order)]
         image, truth = case.image, case.truth
         if self.transform is not None:
             out = self.transform({"image": image, "label": truth[None].astype(np.float32)})
@@ -136,6 +142,7 @@ class Trainer:
         trained = self.model.initial_net if config.stage == "initial" else self.model.refine_net
         self.optimiser = torch.optim.AdamW(trained.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, lambda s: cosine(s, config.steps))
+        self.train_step = distributed.wrap(self.model, step_loss, device, mixed_precision=config.mixed_precision)
         self.step = 0
 
     def train_mode(self) -> None:
@@ -156,15 +163,18 @@ class Trainer:
         t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         return t[None, None].to(self.device) if t.ndim == 3 else t[None].to(self.device)
 
-    def _update(self, logits: torch.Tensor, truth: torch.Tensor) -> float:
-        loss = dense_bce_dice(logits, truth)
+    def _update(
+        self, image: torch.Tensor, truth: torch.Tensor, **clicks: torch.Tensor | None,
+    ) -> tuple[float, torch.Tensor]:
+        """One optimiser step on the loss of :func:`step_loss`; its loss value and logits."""
+        loss, logits = self.train_step(image, truth, **clicks)
         self.optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.optimiser.step()
         self.scheduler.step()
         self.step += 1
-        return float(loss.detach())
+        return float(loss.detach()), logits
 
     def _maps(self, shape, clicks: list[Click], spacing) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
@@ -176,7 +186,7 @@ class Trainer:
         image, truth = self._tensor(image_np), self._tensor(truth_np)
         c = self.config
         if c.stage == "initial" or (c.style == "deepedit" and rng.random() < c.click_free_share):
-            return [self._update(self.model.initial_logits(image), truth)]
+            return [self._update(image, truth)[0]]
         interactions = int(rng.integers(1, c.max_interactions + 1))
         if c.style == "two_stage":
             return self._two_stage(image, truth, truth_np, spacing, interactions, rng)
@@ -198,9 +208,9 @@ class Trainer:
             clicks.append(click)
             positive, negative = self._maps(truth_np.shape, clicks, spacing)
             previous = torch.full_like(probability, 0.5) if rng.random() < c.mask_dropout else probability
-            logits = self.model.refine_logits(image, previous, positive, negative)
-            losses.append(self._update(logits, truth))
-            probability = torch.sigmoid(logits.detach())
+            loss, logits = self._update(image, truth, positive=positive, negative=negative, previous=previous)
+            losses.append(loss)
+            probability = torch.sigmoid(logits.detach().float())  # bf16 under autocast; numpy has no bf16
         return losses
 
     def _deepgrow(self, image, truth, truth_np, spacing, interactions: int, rng: np.random.Generator) -> list[float]:
@@ -220,11 +230,23 @@ class Trainer:
                 self.train_mode()
                 prediction = logits[0, 0].cpu().numpy() > 0
         positive, negative = self._maps(truth_np.shape, clicks, spacing)
-        return [self._update(self.model.refine_logits(image, None, positive, negative), truth)]
+        return [self._update(image, truth, positive=positive, negative=negative)[0]]
 
     def state(self, best: float) -> dict:
         return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step, "best": best}
+
+
+def step_loss(
+    model: ICRModel, image: torch.Tensor, truth: torch.Tensor, positive: torch.Tensor | None = None,
+    negative: torch.Tensor | None = None, previous: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dice + BCE loss and logits: of refinement given click maps, else of stage 1 (or a click-free pass)."""
+    if positive is None:
+        logits = model.initial_logits(image)
+    else:
+        logits = model.refine_logits(image, previous, positive, negative)
+    return dense_bce_dice(logits, truth), logits
 
 
 def _crossed(before: int, after: int, every: int, last: int) -> bool:
@@ -254,11 +276,11 @@ def train_icr(
 ) -> dict:
     """Train one model into ``run``; ``initial`` is the stage-1 model file (two-stage refinement only)."""
     config.check()
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
+    device = distributed.setup(device)
+    seed = distributed.seed_process(config.seed)
     torch.set_num_threads(config.threads)
     state = run.load_checkpoint() if resume else None
-    trainer = Trainer(config, resolve_device(device), initial, resuming=state is not None)
+    trainer = Trainer(config, device, initial, resuming=state is not None)
     best = -1.0
     if state is not None:
         trainer.model.load_state_dict(state["model"])
@@ -266,9 +288,12 @@ def train_icr(
         trainer.scheduler.load_state_dict(state["scheduler"])
         trainer.step, best = state["step"], state["best"]
     run.write_config(config)
-    rng = np.random.default_rng(config.seed + trainer.step)
-    samples = Samples([load_icr_case(p) for p in train_paths], config, rng)
-    val_cases = [load_icr_case(p) for p in val_paths[: config.val_cases]]
+    # Augmentation and clicks: fresh but reproducible after a resume.
+    rng = np.random.default_rng([seed, trainer.step])
+    cases = [load_icr_case(p) for p in train_paths]
+    samples = Samples(cases, config, distributed.sample_order(len(cases), config.seed, trainer.step), rng)
+    # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
+    val_cases = [load_icr_case(p) for p in val_paths[: config.val_cases]] if distributed.is_main() else []
     spec = config.spec()
     trainer.train_mode()
     running: list[float] = []
@@ -296,4 +321,4 @@ def train_icr(
             run.save_checkpoint(trainer.state(best))
     if not config.select_on_val or best < 0:
         run.save_best(trainer.model.state_dict(), spec.to_dict(), {"step": trainer.step, "val": last_val, "selection": "last"})
-    return {"step": trainer.step, "val": last_val}
+    return distributed.finish(trainer.model, {"step": trainer.step, "val": last_val})

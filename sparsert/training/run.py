@@ -3,6 +3,9 @@
 Layout of ``RUN/``: ``config.yaml`` (every hyper-parameter, resolved), ``metrics.jsonl`` (one JSON
 object per logged step), ``checkpoint.pt`` (model, optimiser and scheduler state, step, best score,
 written atomically) and ``best.pt`` (weights only, with the model config, for shipping).
+
+Under torchrun only rank 0 writes (config, metrics, checkpoints); on the other ranks the writing
+methods do nothing, so the trainers call them unconditionally.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 import yaml
 
 from sparsert.io.json_io import json_safe
+from sparsert.training import distributed
 
 
 class RunFolder:
@@ -24,6 +28,7 @@ class RunFolder:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.started = time.time()
+        self.writes = distributed.is_main()
 
     @property
     def checkpoint_path(self) -> Path:
@@ -34,15 +39,23 @@ class RunFolder:
         return self.path / "best.pt"
 
     def write_config(self, config: Any) -> None:
-        data = asdict(config) if is_dataclass(config) else dict(config)
+        """Every setting, and the number of processes that train (``world_size``, a record rather than a
+        setting: :func:`sparsert.training.config.load_config` skips it)."""
+        if not self.writes:
+            return
+        data = {**(asdict(config) if is_dataclass(config) else dict(config)), "world_size": distributed.world_size()}
         (self.path / "config.yaml").write_text(yaml.safe_dump(json_safe(data), sort_keys=False))
 
     def log(self, step: int, **values: Any) -> None:
+        if not self.writes:
+            return
         record = {"step": step, "time_s": round(time.time() - self.started, 2), **json_safe(values)}
         with open(self.path / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def save_checkpoint(self, state: dict) -> None:
+        if not self.writes:
+            return
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self.checkpoint_path)
@@ -53,6 +66,8 @@ class RunFolder:
         return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
 
     def save_best(self, model_state: dict, model_config: dict, metadata: dict) -> None:
+        if not self.writes:
+            return
         tmp = self.best_path.with_suffix(".tmp")
         torch.save({"model": model_state, "config": json_safe(model_config), "metadata": json_safe(metadata)}, tmp)
         tmp.replace(self.best_path)

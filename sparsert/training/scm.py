@@ -3,15 +3,16 @@
 Each step draws a case, a random subset of its structures and scribbles of a random style and
 density (real users vary), crops a region around them and applies the switchable losses: dense
 supervision where masks exist, partial cross-entropy on scribbles, compactness, separation and the
-supervoxel boundary loss.
+supervoxel boundary loss. Under torchrun each rank draws its own share of the cases
+(:mod:`sparsert.training.distributed`).
 """
 
 from __future__ import annotations
 
 import math
-import random
-import time
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,13 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from sparsert.completion.scm import masks_from_probabilities, predict_probabilities
 from sparsert.completion.scm_forward import ROI_MARGIN_MM, bounding_box, margin_voxels, scm_pass
-from sparsert.device import resolve_device
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry
 from sparsert.losses.completion import boundary_alignment, compactness, dense_bce_dice, partial_bce, separation
 from sparsert.metrics.segmentation import dice
 from sparsert.models.scm import SCMConfig, SCMNet
 from sparsert.scribbles.simulate import EVAL_SCRIBBLES, simulate_scribbles
+from sparsert.training import distributed
 from sparsert.training.cache import CachedCase, load_cached
 from sparsert.training.run import RunFolder
 
@@ -54,6 +55,7 @@ class SCMTrainConfig:
     val_cases: int = 6
     threads: int = 2
     workers: int = 1
+    mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
     model: SCMConfig = field(default_factory=SCMConfig)
     losses: LossWeights = field(default_factory=LossWeights)
 
@@ -84,9 +86,11 @@ def training_scribble_options(rng: np.random.Generator) -> dict:
 class ScribbleSamples(IterableDataset):
     """Endless training samples: (image, scribbles, background, truth, boundary) crops."""
 
-    def __init__(self, paths: list[Path], config: SCMTrainConfig) -> None:
+    def __init__(self, paths: list[Path], config: SCMTrainConfig, start: int = 0) -> None:
+        """``start``: samples this rank trained on before (a resumed run)."""
         self.paths = paths
         self.config = config
+        self.start = start
         self._cache: dict[Path, CachedCase] = {}
 
     def _case(self, path: Path) -> CachedCase:
@@ -96,14 +100,17 @@ class ScribbleSamples(IterableDataset):
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng(self.config.seed + 7919 * (info.id if info else 0) + int(time.time()) % 100000)
-        while True:
-            sample = self._sample(rng)
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        # Every loader worker of every rank draws its own scribbles: reproducible, and fresh after a resume.
+        rng = np.random.default_rng([self.config.seed, distributed.rank(), worker, self.start])
+        order = distributed.sample_order(len(self.paths), self.config.seed, self.start)
+        for index in islice(order, worker, None, workers):
+            sample = self._sample(self.paths[index], rng)
             if sample is not None:
                 yield sample
 
-    def _sample(self, rng: np.random.Generator) -> dict | None:
-        case = self._case(self.paths[rng.integers(len(self.paths))])
+    def _sample(self, path: Path, rng: np.random.Generator) -> dict | None:
+        case = self._case(path)
         if not case.names:
             return None
         keep = [k for k in range(len(case.names)) if rng.random() < self.config.structure_keep_p]
@@ -172,6 +179,13 @@ def step_losses(net: SCMNet, sample: dict, weights: LossWeights) -> dict[str, to
     return losses
 
 
+def idle_subnetwork(config: SCMTrainConfig) -> bool:
+    """Whether the losses leave the encoder (no clustering, no cluster losses) or the decoder without gradients."""
+    w = config.losses
+    encoder_idle = not config.model.use_clustering and w.compactness <= 0 and w.separation <= 0
+    return encoder_idle or max(w.dense, w.partial_ce, w.boundary) <= 0
+
+
 def validate(net: SCMNet, cases: list[CachedCase], seed: int = 1234) -> dict:
     """Mean Dice per structure at the issue's sparse evaluation setting."""
     net.eval()
@@ -193,10 +207,10 @@ def train_scm(
     train_paths: list[Path], val_paths: list[Path], run: RunFolder, config: SCMTrainConfig,
     resume: bool = True, device: str | torch.device = "auto",
 ) -> dict:
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
+    device = distributed.setup(device)
+    distributed.seed_process(config.seed)
     torch.set_num_threads(config.threads)
-    net = SCMNet(config.model).to(resolve_device(device))
+    net = SCMNet(config.model).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
@@ -208,10 +222,15 @@ def train_scm(
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         step, best = state["step"], state["best"]
+    train_step = distributed.wrap(
+        net, partial(step_losses, weights=config.losses), device,
+        mixed_precision=config.mixed_precision, find_unused_parameters=idle_subnetwork(config),
+    )
     run.write_config(config)
-    val_cases = [load_cached(p) for p in val_paths[: config.val_cases]]
+    # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
+    val_cases = [load_cached(p) for p in val_paths[: config.val_cases]] if distributed.is_main() else []
     loader = DataLoader(
-        ScribbleSamples(train_paths, config), batch_size=None, num_workers=config.workers,
+        ScribbleSamples(train_paths, config, start=step), batch_size=None, num_workers=config.workers,
         persistent_workers=config.workers > 0, prefetch_factor=4 if config.workers else None,
     )
     net.train()
@@ -219,7 +238,7 @@ def train_scm(
     for sample in loader:
         if step >= config.steps:
             break
-        losses = step_losses(net, sample, config.losses)
+        losses = train_step(sample)
         optimiser.zero_grad()
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -231,7 +250,7 @@ def train_scm(
         if step % config.log_every == 0:
             run.log(step, lr=scheduler.get_last_lr()[0], **{k: v / config.log_every for k, v in running.items()})
             running = {}
-        if step % config.val_every == 0 or step == config.steps:
+        if distributed.is_main() and (step % config.val_every == 0 or step == config.steps):
             result = validate(net, val_cases)
             run.log(step, **{f"val_{k}": v for k, v in result.items()})
             if result["mean_dice"] > best:
@@ -241,4 +260,4 @@ def train_scm(
             run.save_checkpoint(
                 {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "best": best}
             )
-    return {"step": step, "best_mean_dice": best}
+    return distributed.finish(net, {"step": step, "best_mean_dice": best})
