@@ -17,7 +17,6 @@ same on every rank (:mod:`sparsert.training.distributed`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -40,6 +39,7 @@ from sparsert.models.cmfnet import CmFNetConfig, build_network
 from sparsert.scribbles import BACKGROUND_NAME, automatic_background, simulate_scribbles
 from sparsert.training import distributed
 from sparsert.training.crossmodal_cache import CrossModalCase, load_case
+from sparsert.training.optimisation import Optimisation, RunningLosses
 from sparsert.training.run import RunFolder
 
 SUPERVISION = ("scribbles", "dense")
@@ -317,17 +317,11 @@ def train_crossmodal(
     # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
     val_cases = [load_case(p) for p in val_paths] if distributed.is_main() else []
     net = build_network(config.model).to(device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
-    )
+    optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps)
     step = 0
     state = run.load_checkpoint() if resume else None
     if state is not None:
-        net.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = state["step"]
+        step, _ = optimisation.restore(state)
     # A stage without convolutions leaves its PReLU unused.
     train_step = distributed.wrap(
         net, partial(step_losses, config=config, spacing_kji=spacing_kji), device,
@@ -342,29 +336,19 @@ def train_crossmodal(
         "preprocessing": config.preprocessing.to_dict(), "scribbles": asdict(config.scribbles), **(split or {}),
     }
     net.train()
-    running: dict[str, float] = {}
+    running = RunningLosses()
     result: dict = {}
     while step < config.steps:
         losses = train_step(sampler.batch(config.batch_size, device))
-        optimiser.zero_grad()
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        optimiser.step()
-        scheduler.step()
+        optimisation.update(losses["total"])
         step += 1
-        for name, value in losses.items():
-            running[name] = running.get(name, 0.0) + float(value.detach())
+        running.add(losses)
         if step % config.log_every == 0 or step == config.steps:
-            count = config.log_every if step % config.log_every == 0 else step % config.log_every
-            run.log(step, lr=scheduler.get_last_lr()[0], **{k: v / count for k, v in running.items()})
-            running = {}
+            run.log(step, lr=optimisation.lr, **running.flush())
         if distributed.is_main() and (step % config.val_every == 0 or step == config.steps):
             result = validate(net, val_cases)
             run.log(step, **{f"val_{k}": v for k, v in result.items()})
             run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step, "val": result})
         if step % config.checkpoint_every == 0 or step == config.steps:
-            run.save_checkpoint({
-                "model": net.state_dict(), "optimiser": optimiser.state_dict(),
-                "scheduler": scheduler.state_dict(), "step": step,
-            })
+            run.save_checkpoint(optimisation.state(step))
     return distributed.finish(net, {"step": step, "val_mean_dice": result.get("mean_dice")})

@@ -31,6 +31,7 @@ from sparsert.preprocessing.ct import WIDE_WINDOW_HU
 from sparsert.roles import highest_prescription
 from sparsert.training import distributed
 from sparsert.training.cache import CachedCase, load_cached
+from sparsert.training.optimisation import Optimisation, RunningLosses
 from sparsert.training.run import RunFolder
 
 
@@ -157,36 +158,26 @@ def train_dose(
     val_cases = [load_cached(p) for p in val_paths[: config.val_cases]] if distributed.is_main() else []
 
     net = DoseNet(config.model).to(device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+    optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps)
     step, best = 0, math.inf
     state = run.load_checkpoint() if resume else None
     if state is not None:
-        net.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, best = state["step"], state["best"]
+        step, best = optimisation.restore(state)
     train_step = distributed.wrap(net, step_losses, device, mixed_precision=config.mixed_precision)
     order = distributed.sample_order(len(cases), config.seed, start=step * config.batch)
     rng = np.random.default_rng([seed, step])  # crops and flips: fresh but reproducible after a resume
     run.write_config(config)
     metadata = {"working_spacing_kji": list(config.working_spacing_kji), "domain": domain, "prompt": config.prompt}
     net.train()
-    running: dict[str, float] = {}
+    running = RunningLosses()
     while step < config.steps:
         x, y = random_batch(cases, order, config, rng)
         losses = train_step(x.to(device), y.to(device), config.rank_weight)
-        optimiser.zero_grad()
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        optimiser.step()
-        scheduler.step()
+        optimisation.update(losses["total"])
         step += 1
-        for name, value in losses.items():
-            running[name] = running.get(name, 0.0) + float(value.detach())
+        running.add(losses)
         if step % config.log_every == 0:
-            run.log(step, lr=scheduler.get_last_lr()[0], **{k: v / config.log_every for k, v in running.items()})
-            running = {}
+            run.log(step, lr=optimisation.lr, **running.flush())
         if val_cases and (step % config.val_every == 0 or step == config.steps):
             result = validate(net, val_cases, config)
             run.log(step, **{f"val_{k}": v for k, v in result.items()})
@@ -194,8 +185,7 @@ def train_dose(
                 best = result["dose_score"]
                 run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step, "val": result})
         if step % config.checkpoint_every == 0 or step == config.steps:
-            run.save_checkpoint({"model": net.state_dict(), "optimiser": optimiser.state_dict(),
-                                 "scheduler": scheduler.state_dict(), "step": step, "best": best})
+            run.save_checkpoint(optimisation.state(step, best))
     if not val_cases:
         run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step})
     return distributed.finish(net, {"step": step, "best_dose_score": best})

@@ -30,7 +30,6 @@ step averages the gradients over the ranks (:mod:`sparsert.training.distributed`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from sparsert.losses.completion import dense_bce_dice
 from sparsert.models.icr import ICRModel, ICRNetConfig, ICRSpec, load_icr_model
 from sparsert.training import distributed
 from sparsert.training.icr_data import ICRCase, ICRDataConfig, augmentation, load_icr_case
+from sparsert.training.optimisation import Optimisation, cosine
 from sparsert.training.run import RunFolder
 
 STAGES = ("initial", "refine")
@@ -100,11 +100,6 @@ class ICRTrainConfig:
             raise InputError(f"max_interactions must be >= 1, got {self.max_interactions}")
 
 
-def cosine(step: int, steps: int) -> float:
-    """Learning-rate factor: cosine decay from 1 to 0 over ``steps``."""
-    return 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
-
-
 class Samples:
     """Endless augmented (image, truth) pairs of cached cases held in memory, in the order ``order``."""
 
@@ -140,8 +135,7 @@ class Trainer:
                 raise InputError("training the two-stage refinement needs a trained stage-1 model (--initial RUN/best.pt)")
             self.model.initial_net.requires_grad_(False)
         trained = self.model.initial_net if config.stage == "initial" else self.model.refine_net
-        self.optimiser = torch.optim.AdamW(trained.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, lambda s: cosine(s, config.steps))
+        self.optimisation = Optimisation(self.model, config.lr, config.weight_decay, config.steps, trained.parameters())
         self.train_step = distributed.wrap(self.model, step_loss, device, mixed_precision=config.mixed_precision)
         self.step = 0
 
@@ -168,11 +162,7 @@ class Trainer:
     ) -> tuple[float, torch.Tensor]:
         """One optimiser step on the loss of :func:`step_loss`; its loss value and logits."""
         loss, logits = self.train_step(image, truth, **clicks)
-        self.optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-        self.optimiser.step()
-        self.scheduler.step()
+        self.optimisation.update(loss)
         self.step += 1
         return float(loss.detach()), logits
 
@@ -232,10 +222,6 @@ class Trainer:
         positive, negative = self._maps(truth_np.shape, clicks, spacing)
         return [self._update(image, truth, positive=positive, negative=negative)[0]]
 
-    def state(self, best: float) -> dict:
-        return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "best": best}
-
 
 def step_loss(
     model: ICRModel, image: torch.Tensor, truth: torch.Tensor, positive: torch.Tensor | None = None,
@@ -283,10 +269,7 @@ def train_icr(
     trainer = Trainer(config, device, initial, resuming=state is not None)
     best = -1.0
     if state is not None:
-        trainer.model.load_state_dict(state["model"])
-        trainer.optimiser.load_state_dict(state["optimiser"])
-        trainer.scheduler.load_state_dict(state["scheduler"])
-        trainer.step, best = state["step"], state["best"]
+        trainer.step, best = trainer.optimisation.restore(state)
     run.write_config(config)
     # Augmentation and clicks: fresh but reproducible after a resume.
     rng = np.random.default_rng([seed, trainer.step])
@@ -318,7 +301,7 @@ def train_icr(
                 best = score
                 run.save_best(trainer.model.state_dict(), spec.to_dict(), {"step": trainer.step, "val": last_val})
         if _crossed(before, trainer.step, config.checkpoint_every, config.steps):
-            run.save_checkpoint(trainer.state(best))
+            run.save_checkpoint(trainer.optimisation.state(trainer.step, best))
     if not config.select_on_val or best < 0:
         run.save_best(trainer.model.state_dict(), spec.to_dict(), {"step": trainer.step, "val": last_val, "selection": "last"})
     return distributed.finish(trainer.model, {"step": trainer.step, "val": last_val})

@@ -9,7 +9,6 @@ supervoxel boundary loss. Under torchrun each rank draws its own share of the ca
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -29,6 +28,7 @@ from sparsert.models.scm import SCMConfig, SCMNet
 from sparsert.scribbles.simulate import EVAL_SCRIBBLES, simulate_scribbles
 from sparsert.training import distributed
 from sparsert.training.cache import CachedCase, load_cached
+from sparsert.training.optimisation import Optimisation, RunningLosses
 from sparsert.training.run import RunFolder
 
 
@@ -211,17 +211,11 @@ def train_scm(
     distributed.seed_process(config.seed)
     torch.set_num_threads(config.threads)
     net = SCMNet(config.model).to(device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
-    )
+    optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps)
     step, best = 0, -1.0
     state = run.load_checkpoint() if resume else None
     if state is not None:
-        net.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, best = state["step"], state["best"]
+        step, best = optimisation.restore(state)
     train_step = distributed.wrap(
         net, partial(step_losses, weights=config.losses), device,
         mixed_precision=config.mixed_precision, find_unused_parameters=idle_subnetwork(config),
@@ -234,22 +228,16 @@ def train_scm(
         persistent_workers=config.workers > 0, prefetch_factor=4 if config.workers else None,
     )
     net.train()
-    running: dict[str, float] = {}
+    running = RunningLosses()
     for sample in loader:
         if step >= config.steps:
             break
         losses = train_step(sample)
-        optimiser.zero_grad()
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        optimiser.step()
-        scheduler.step()
+        optimisation.update(losses["total"])
         step += 1
-        for name, value in losses.items():
-            running[name] = running.get(name, 0.0) + float(value.detach())
+        running.add(losses)
         if step % config.log_every == 0:
-            run.log(step, lr=scheduler.get_last_lr()[0], **{k: v / config.log_every for k, v in running.items()})
-            running = {}
+            run.log(step, lr=optimisation.lr, **running.flush())
         if distributed.is_main() and (step % config.val_every == 0 or step == config.steps):
             result = validate(net, val_cases)
             run.log(step, **{f"val_{k}": v for k, v in result.items()})
@@ -257,7 +245,5 @@ def train_scm(
                 best = result["mean_dice"]
                 run.save_best(net.state_dict(), config.model.to_dict(), {"step": step, "val": result})
         if step % config.checkpoint_every == 0 or step == config.steps:
-            run.save_checkpoint(
-                {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "best": best}
-            )
+            run.save_checkpoint(optimisation.state(step, best))
     return distributed.finish(net, {"step": step, "best_mean_dice": best})
