@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from monai.inferers import sliding_window_inference
 
 from sparsert.device import resolve_device
 from sparsert.dose.grid import as_batch, flip_lr, pad_to_multiple, to_ct_grid, to_working, working_shape
@@ -32,6 +33,7 @@ class DoseModel:
     working_spacing_kji: tuple[float, float, float]
     # Ranges seen in training, e.g. {"median_body_area_cm2": [lo, hi]}; empty: no domain check.
     domain: dict[str, list[float]] = field(default_factory=dict)
+    window: tuple[int, int, int] | None = None  # the training crop: inference runs in such windows
     source: str = ""
 
 
@@ -50,6 +52,7 @@ def load_dose_checkpoint(path: str | Path, device: str | torch.device = "cpu") -
         net=net.to(resolve_device(device)).eval(),
         working_spacing_kji=tuple(metadata["working_spacing_kji"]),
         domain=metadata.get("domain", {}),
+        window=tuple(metadata["crop"]) if "crop" in metadata else None,
         source=str(path),
     )
 
@@ -75,14 +78,29 @@ def check_domain(model: DoseModel, ct_hu: np.ndarray, spacing_kji) -> None:
             )
 
 
-def network_dose(net: DoseNet, channels: torch.Tensor, flips: bool = False) -> torch.Tensor:
-    """Dose / highest prescription on the working grid from (B, C, *working_shape) channels."""
-    padded, region = pad_to_multiple(channels, net.multiple)
-    crop = (slice(None), slice(None)) + region
-    dose = net(padded)[crop]
+def network_dose(net: DoseNet, channels: torch.Tensor, window: Sequence[int] | None = None, flips: bool = False) -> torch.Tensor:
+    """Dose / highest prescription on the working grid from (B, C, *working_shape) channels.
+
+    With ``window`` (the training crop size) the volume is predicted in overlapping windows of that
+    size, blended with Gaussian weights: the network's instance normalisation then sees inputs like
+    those it was trained on (whole-volume passes scored about 0.6-0.9 Gy worse in the dose error).
+    """
+
+    def padded_pass(x: torch.Tensor) -> torch.Tensor:
+        padded, region = pad_to_multiple(x, net.multiple)
+        return net(padded)[(slice(None), slice(None)) + region]
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        if window is None:
+            return padded_pass(x)
+        # Windows no larger than the volume, so MONAI never pads (its zeros would not be air).
+        roi = tuple(min(w, n) for w, n in zip(window, x.shape[2:]))
+        return sliding_window_inference(x, roi, sw_batch_size=2, predictor=padded_pass, overlap=0.5, mode="gaussian")
+
+    dose = predict(channels)
     if flips:
-        mirrored = flip_lr(padded, ORGAN_CHANNELS.start, PAROTIDS)
-        dose = 0.5 * (dose + net(mirrored).flip(-1)[crop])
+        mirrored = flip_lr(channels, ORGAN_CHANNELS.start, PAROTIDS)
+        dose = 0.5 * (dose + predict(mirrored).flip(-1))
     return dose
 
 
@@ -92,7 +110,7 @@ def predict_from_inputs(model: DoseModel, inputs: DoseInputs, spacing_kji, flips
     device = next(model.net.parameters()).device
     shape = inputs.body.shape
     x = to_working(as_batch(inputs.channels).to(device), working_shape(shape, spacing_kji, model.working_spacing_kji))
-    dose = to_ct_grid(network_dose(model.net, x, flips), shape)[0, 0].clamp_min(0).cpu().numpy()
+    dose = to_ct_grid(network_dose(model.net, x, model.window, flips), shape)[0, 0].clamp_min(0).cpu().numpy()
     return (dose * inputs.highest_gy * inputs.body).astype(np.float32)
 
 

@@ -118,7 +118,8 @@ def validate(net: DoseNet, cases: list[CachedCase], config: DoseTrainConfig) -> 
     with torch.no_grad():
         for case in cases:
             w = working_case(case, config, np.random.default_rng(0) if config.prompt == "scribble" else None)
-            dose = to_ct_grid(network_dose(net, w.channels[None]), case.body.shape)[0, 0].clamp_min(0).numpy() * w.highest_gy
+            dose = network_dose(net, w.channels[None], config.crop)
+            dose = to_ct_grid(dose, case.body.shape)[0, 0].clamp_min(0).numpy() * w.highest_gy
             errors[case.case_id] = openkbp_dose_error(case.dose, dose, case.body, mask_prediction=True)
     net.train()
     return {"dose_score": float(np.mean(list(errors.values()))), "per_case": errors}
@@ -167,7 +168,8 @@ def train_dose(
     order = distributed.sample_order(len(cases), config.seed, start=step * config.batch)
     rng = np.random.default_rng([seed, step])  # crops and flips: fresh but reproducible after a resume
     run.write_config(config)
-    metadata = {"working_spacing_kji": list(config.working_spacing_kji), "domain": domain, "prompt": config.prompt}
+    metadata = {"working_spacing_kji": list(config.working_spacing_kji), "crop": list(config.crop), "domain": domain,
+                "prompt": config.prompt}
     net.train()
     running = RunningLosses()
     while step < config.steps:
