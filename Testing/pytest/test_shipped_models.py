@@ -27,8 +27,7 @@ def test_the_default_models_load():
     from sparsert.completion.scm import load_scm
     from sparsert.dose.predict import load_dose_model
 
-    names = {e.name for e in ENTRIES}
-    if "scm" in names:
-        assert not load_scm("scm").training
-    if "dose-mask" in names:
-        assert load_dose_model("dose-mask").working_spacing_kji
+    assert {"scm", "dose-mask"} <= {e.name for e in ENTRIES}
+    assert not load_scm("scm").training
+    model = load_dose_model("dose-mask")
+    assert not model.net.training and model.window is not None and model.domain
