@@ -26,24 +26,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train a model (resumable run folder with config, metrics.jsonl, checkpoints)")
     models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
 
-    scm = models.add_parser("scm", help="the scribble completion module, on simulated scribbles")
-    scm.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP + " (cases with dense structures)")
-    scm.add_argument("--val-data", metavar="DIR", help="validation data set (default: the last 10%% of --data)")
-    scm.add_argument("--out", required=True, metavar="RUN", help="run folder")
-    scm.add_argument("--max-cases", type=int, help="use only the first N training cases")
-    add_run_options(scm, "--set losses.boundary=0 --set model.use_clustering=false")
-    scm.set_defaults(run=in_process_group(run_scm))
-
-    dose = models.add_parser("dose", help="the dose network (mask-guided, or the scribbles-instead-of-masks baseline)")
-    dose.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP + " (cases with structures, dose and possible-dose mask)")
-    dose.add_argument("--val-data", metavar="DIR", help="validation data set (default: the last 10%% of --data)")
-    dose.add_argument("--out", required=True, metavar="RUN", help="run folder")
-    dose.add_argument("--max-cases", type=int, help="use only the first N training cases")
-    add_run_options(dose, "--set model.backbone=unet --set model.modulation=false --set prompt=scribble")
-    dose.set_defaults(run=in_process_group(run_dose))
+    add_cached_training(models, "scm", "the scribble completion module, on simulated scribbles", "cases with dense structures",
+                        "--set losses.boundary=0 --set model.use_clustering=false", run_scm)
+    add_cached_training(models, "dose", "the dose network (mask-guided, or the scribbles-instead-of-masks baseline)",
+                        "cases with structures, dose and possible-dose mask",
+                        "--set model.backbone=unet --set model.modulation=false --set prompt=scribble", run_dose)
 
     register_icr(models)
     register_crossmodal(models)
+
+
+def add_cached_training(models: argparse._SubParsersAction, name: str, help: str, data: str, set_example: str, run) -> None:
+    """A ``train NAME`` command on cached cases, validated on --val-data or the last 10% of --data."""
+    parser = models.add_parser(name, help=help)
+    parser.add_argument("--data", required=True, metavar="DIR", help=f"{DATA_HELP} ({data})")
+    parser.add_argument("--val-data", metavar="DIR", help="validation data set (default: the last 10%% of --data)")
+    parser.add_argument("--out", required=True, metavar="RUN", help="run folder")
+    parser.add_argument("--max-cases", type=int, help="use only the first N training cases")
+    add_run_options(parser, set_example)
+    parser.set_defaults(run=in_process_group(run))
 
 
 def add_run_options(parser: argparse.ArgumentParser, set_example: str) -> None:
