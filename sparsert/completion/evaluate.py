@@ -24,6 +24,7 @@ from sparsert.io.volume import Volume
 from sparsert.metrics.segmentation import average_surface_distance, dice, hd95
 from sparsert.preprocessing.ct import ct_to_hu
 from sparsert.scribbles import scribble_stats, simulate_scribbles
+from sparsert.scribbles.simulate import EVAL_SCRIBBLES
 
 SOFT_TISSUE_HU = (-160.0, 240.0)
 # Options each method is evaluated with unless told otherwise: the random walker gains from a
@@ -58,9 +59,8 @@ def evaluate_case(
     complete with every method of ``methods`` (name -> ``complete(image, scribbles)``), and score
     each non-empty structure."""
     present = Segmentation(structures.geometry, [s for s in structures.segments if s.mask.any()])
-    scribbles = simulate_scribbles(
-        present, slice_fraction=slice_fraction, style="line", line_width_vox=1, body_mask=body_mask, seed=seed
-    )
+    setting = {**EVAL_SCRIBBLES, "slice_fraction": slice_fraction}
+    scribbles = simulate_scribbles(present, body_mask=body_mask, seed=seed, **setting)
     coverage = {name: s.coverage for name, s in scribble_stats(scribbles, present).items()}
     spacing = image.geometry.spacing_kji
     results = []
