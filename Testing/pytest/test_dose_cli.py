@@ -10,6 +10,7 @@ import torch
 
 from sparsert.cli.main import main
 from sparsert.data.datasets import open_dataset
+from sparsert.dose.inputs import automatic_body
 from sparsert.dose.predict import DoseModel, check_domain, load_dose_checkpoint
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segmentation
@@ -70,10 +71,10 @@ def test_bad_input_gets_a_clear_message(tiny_dose_run, tiny_openkbp, tmp_path, c
     model = DoseModel(net=None, working_spacing_kji=(5.0, 7.8, 7.8), domain={"median_body_area_cm2": [150.0, 300.0]})
     ct = np.full((4, 220, 220), -1000.0, np.float32)
     ct[:, 60:110, 60:110] = 40.0
-    check_domain(model, ct, (2.5, 2.0, 2.0))  # a 100 cm2 body section: within the margin
+    check_domain(model, automatic_body(ct), (2.5, 2.0, 2.0))  # a 100 cm2 body section: within the margin
     ct[:, 10:210, 10:210] = 40.0
     with pytest.raises(InputError, match="outside the dose model's training domain"):
-        check_domain(model, ct, (2.5, 2.0, 2.0))  # a 1600 cm2 pelvis-sized section
+        check_domain(model, automatic_body(ct), (2.5, 2.0, 2.0))  # a 1600 cm2 pelvis-sized section
 
 
 def test_cohort_predictions_are_challenge_files_the_evaluator_scores(tiny_dose_run, openkbp_csv, tmp_path):

@@ -44,6 +44,7 @@ class DoseInputs:
 
     channels: np.ndarray
     body: np.ndarray  # bool, where dose may be deposited
+    ct_body: np.ndarray  # bool, the patient's body found from the CT (whatever body mask was given)
     highest_gy: float  # the network predicts dose / highest_gy
     roles: dict[str, StructureRole]
 
@@ -88,7 +89,8 @@ def dose_inputs(
         raise InputError(f"body mask is on a different grid ({body.geometry.describe()}) than the CT ({geometry.describe()})")
     resolved = checked_roles(structures.names, roles, prescriptions)
     hu = ct_to_hu(ct.array)
-    body_mask = body.array > 0 if body is not None else automatic_body(hu)
+    ct_body = automatic_body(hu)
+    body_mask = body.array > 0 if body is not None else ct_body
     if not body_mask.any():
         raise InputError("the body mask is empty")
 
@@ -105,7 +107,7 @@ def dose_inputs(
         structure_channels({s.name: s.mask for s in used}, resolved, geometry.shape),
         body_mask[None].astype(np.float32),
     ])
-    return DoseInputs(channels=channels, body=body_mask, highest_gy=float(highest), roles=resolved)
+    return DoseInputs(channels=channels, body=body_mask, ct_body=ct_body, highest_gy=float(highest), roles=resolved)
 
 
 def structure_channels(

@@ -12,13 +12,12 @@ from monai.inferers import sliding_window_inference
 
 from sparsert.device import resolve_device
 from sparsert.dose.grid import as_batch, flip_lr, pad_to_multiple, to_ct_grid, to_working, working_shape
-from sparsert.dose.inputs import ORGAN_CHANNELS, ORGANS, DoseInputs, automatic_body, dose_inputs
+from sparsert.dose.inputs import ORGAN_CHANNELS, ORGANS, DoseInputs, dose_inputs
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.volume import Volume
 from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
 from sparsert.models.registry import resolve_weights
-from sparsert.preprocessing.ct import ct_to_hu
 from sparsert.roles import StructureRole
 
 DEFAULT_MODEL = "dose-mask"
@@ -57,17 +56,17 @@ def load_dose_checkpoint(path: str | Path, device: str | torch.device = "cpu") -
     )
 
 
-def body_statistics(ct_hu: np.ndarray, spacing_kji) -> dict[str, float]:
-    """Size of the patient's body in the CT (found from the CT itself, whatever possible-dose mask is
-    given), to tell head-and-neck fields from others."""
-    areas = automatic_body(ct_hu).sum(axis=(1, 2)) * spacing_kji[1] * spacing_kji[2] / 100.0
+def body_statistics(ct_body: np.ndarray, spacing_kji) -> dict[str, float]:
+    """Size of the patient's body as found from the CT (:func:`automatic_body`, whatever
+    possible-dose mask is given), to tell head-and-neck fields from others."""
+    areas = ct_body.sum(axis=(1, 2)) * spacing_kji[1] * spacing_kji[2] / 100.0
     areas = areas[areas > 0]
     return {"median_body_area_cm2": float(np.median(areas)) if areas.size else 0.0}
 
 
-def check_domain(model: DoseModel, ct_hu: np.ndarray, spacing_kji) -> None:
-    """InputError when the CT looks unlike the training cases (e.g. a thorax or pelvis field)."""
-    for key, value in body_statistics(ct_hu, spacing_kji).items():
+def check_domain(model: DoseModel, ct_body: np.ndarray, spacing_kji) -> None:
+    """InputError when the CT's body looks unlike the training cases' (e.g. a thorax or pelvis field)."""
+    for key, value in body_statistics(ct_body, spacing_kji).items():
         if key not in model.domain:
             continue
         lo, hi = model.domain[key]
@@ -125,5 +124,5 @@ def predict_dose(
 ) -> Volume:
     """Predicted dose (float32 Gy) on the CT grid; InputError for input the model cannot use."""
     inputs = dose_inputs(ct, structures, body, roles, prescriptions)
-    check_domain(model, ct_to_hu(ct.array), ct.geometry.spacing_kji)
+    check_domain(model, inputs.ct_body, ct.geometry.spacing_kji)
     return Volume(predict_from_inputs(model, inputs, ct.geometry.spacing_kji, flips), ct.geometry)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from sparsert.dose.grid import as_batch, flip_lr, to_ct_grid, to_working, working_shape
-from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, TARGET_CHANNEL, checked_roles, structure_channels
+from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, TARGET_CHANNEL, automatic_body, checked_roles, structure_channels
 from sparsert.dose.predict import PAROTIDS, body_statistics, network_dose
 from sparsert.losses.dose import dose_losses
 from sparsert.metrics.dose import openkbp_dose_error
@@ -149,7 +149,7 @@ def train_dose(
         if case.dose is None:
             continue
         cases.append(working_case(case, config, scribble_rng))
-        stats.append(body_statistics(case.image[0] * WIDE_WINDOW_HU, case.spacing_kji))
+        stats.append(body_statistics(automatic_body(case.image[0] * WIDE_WINDOW_HU), case.spacing_kji))
         if on_case:
             on_case(case.case_id)
     if not cases:
