@@ -19,7 +19,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from sparsert.errors import InputError, MissingComponentError, SparseRTError
+from sparsert.errors import InputError, SparseRTError
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_volume_node
 
@@ -115,21 +115,26 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.ctVolume and self._parameterNode.mrVolume)
+        ready = bool(self._parameterNode and self._parameterNode.ctVolume)
         self.ui.applyButton.enabled = ready
-        self.ui.applyButton.toolTip = (
-            _("Segment the tumour from the CT and MR together.") if ready else _("Select a CT volume and an MR volume.")
-        )
+        if not ready:
+            self.ui.applyButton.toolTip = _("Select a CT volume (and the MR registered to it).")
+        elif self._parameterNode.mrVolume:
+            self.ui.applyButton.toolTip = _("Segment the tumour from the CT and MR together.")
+        else:
+            self.ui.applyButton.toolTip = _("Segment the tumour from the CT alone (less accurate than with the MR).")
 
     def onApplyButton(self) -> None:
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
             try:
-                segmentationNode = self.logic.segmentTumour(self._parameterNode.ctVolume, self._parameterNode.mrVolume)
+                result = self.logic.segmentTumour(self._parameterNode.ctVolume, self._parameterNode.mrVolume)
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise
-            self.ui.statusLabel.text = _("Tumour segmentation: {name}").format(name=segmentationNode.GetName())
+            lines = [_("Tumour segmentation: {name}").format(name=result.segmentationNode.GetName())]
+            lines += [_("Warning: {warning}").format(warning=w) for w in result.warnings]
+            self.ui.statusLabel.text = "\n".join(lines)
 
 
 class CrossModalSegLogic(CrossModalSegSceneLogic, ScriptedLoadableModuleLogic):
@@ -152,18 +157,29 @@ class CrossModalSegTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_missing_inputs_are_named()
         self.setUp()
-        self.test_segmentation_reports_the_missing_model()
+        self.test_segments_a_ct_and_mr_into_one_tumour_segment()
 
     def test_missing_inputs_are_named(self) -> None:
         with self.assertRaisesRegex(InputError, "no CT volume"):
             CrossModalSegLogic().segmentTumour(None, None)
 
-    def test_segmentation_reports_the_missing_model(self) -> None:
+    def test_segments_a_ct_and_mr_into_one_tumour_segment(self) -> None:
+        # A bright sphere in soft tissue on both images, the MR on its own grid.
         direction = tuple(np.eye(3).ravel())
-        ctGrid = Geometry(shape=(8, 10, 12), spacing=(2.0, 2.0, 3.0), origin=(0.0, 0.0, 0.0), direction=direction)
-        mrGrid = Geometry(shape=(12, 16, 16), spacing=(1.0, 1.0, 1.5), origin=(4.0, 4.0, 3.0), direction=direction)
-        ct = add_volume_node(slicer.mrmlScene, Volume(np.zeros(ctGrid.shape, np.int16), ctGrid), "CT")
-        mr = add_volume_node(slicer.mrmlScene, Volume(np.zeros(mrGrid.shape, np.float32), mrGrid), "MR")
-        with self.assertRaisesRegex(MissingComponentError, "fusion segmentation model"):
-            CrossModalSegLogic().segmentTumour(ct, mr)
+        ctGrid = Geometry(shape=(24, 48, 48), spacing=(2.0, 2.0, 3.0), origin=(0.0, 0.0, 0.0), direction=direction)
+        mrGrid = Geometry(shape=(36, 64, 64), spacing=(1.5, 1.5, 2.0), origin=(2.0, 2.0, 1.0), direction=direction)
+        ct = add_volume_node(slicer.mrmlScene, Volume(_sphere(ctGrid, 40.0, 120.0), ctGrid), "CT")
+        mr = add_volume_node(slicer.mrmlScene, Volume(_sphere(mrGrid, 1.0, 3.0), mrGrid), "MR")
+        result = CrossModalSegLogic().segmentTumour(ct, mr)
+        segmentation = result.segmentationNode.GetSegmentation()
+        self.assertEqual(segmentation.GetNumberOfSegments(), 1)
+        self.assertEqual(segmentation.GetNthSegment(0).GetName(), "Tumour")
         self.delayDisplay("CrossModalSeg test passed")
+
+
+def _sphere(grid: Geometry, background: float, inside: float) -> np.ndarray:
+    """Voxels [k, j, i] of ``grid``: ``inside`` within 20 mm of the point (48, 48, 36) mm, else ``background``."""
+    k, j, i = np.indices(grid.shape)
+    points = np.stack([i, j, k], axis=-1) * np.asarray(grid.spacing) + np.asarray(grid.origin)
+    radius = np.linalg.norm(points - np.array([48.0, 48.0, 36.0]), axis=-1)
+    return np.where(radius < 20.0, inside, background).astype(np.float32)

@@ -19,7 +19,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from sparsert.errors import InputError, MissingComponentError, SparseRTError
+from sparsert.errors import InputError, SparseRTError
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_volume_node
 
@@ -48,21 +48,34 @@ class InteractiveRefine(ScriptedLoadableModule):
 class InteractiveRefineParameterNode:
     """The module's inputs, saved with the scene.
 
-    inputVolume - the image to segment the tumour in.
+    ctVolume - the CT; the tumour segmentation is made on its grid.
+    petVolume - the PET of the same patient, registered to the CT (needed by the shipped PET/CT model).
     """
 
-    inputVolume: vtkMRMLScalarVolumeNode
+    ctVolume: vtkMRMLScalarVolumeNode
+    petVolume: vtkMRMLScalarVolumeNode
+
+
+# Colours of the click markers: green adds tumour, red removes tissue.
+CLICK_COLORS = {True: (0.2, 0.8, 0.2), False: (0.9, 0.2, 0.2)}
 
 
 class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: an input selector bound to the parameter node, an Apply button and a status line."""
+    """The module panel: inputs bound to the parameter node, Segment, click placement, Undo/Redo, status line.
+
+    Clicks are control points of two markups nodes (one per sign) made at each segmentation; a
+    point placed in a view refines the tumour, Undo removes the last point and takes its click back.
+    """
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)  # observes the parameter node
+        VTKObservationMixin.__init__(self)  # observes the parameter node and the click markups
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._clickNodes = {}  # positive (bool) -> markups fiducial node of the running session
+        self._undone = []  # (positive, world RAS) of undone clicks, most recent last
+        self._replaying = False  # True while Redo re-adds a point (the click is already applied)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -71,11 +84,17 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         # The .ui connects the top-level widget's mrmlSceneChanged signal to every node selector.
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
+            placeWidget.setMRMLScene(slicer.mrmlScene)
+            # Place mode stays on after each point: several clicks in a row.
+            placeWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
         self.logic = InteractiveRefineLogic()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.undoButton.connect("clicked(bool)", self.onUndoButton)
+        self.ui.redoButton.connect("clicked(bool)", self.onRedoButton)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -93,6 +112,8 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self._stopClicks()
+        self.logic.session = None
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -102,8 +123,8 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.setParameterNode(self.logic.getParameterNode())
         # Preselect a volume to save the user a click.
         firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-        if not self._parameterNode.inputVolume and firstVolume:
-            self._parameterNode.inputVolume = firstVolume
+        if not self._parameterNode.ctVolume and firstVolume:
+            self._parameterNode.ctVolume = firstVolume
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -117,21 +138,106 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.inputVolume)
+        ready = bool(self._parameterNode and self._parameterNode.ctVolume)
         self.ui.applyButton.enabled = ready
         self.ui.applyButton.toolTip = (
-            _("Segment the tumour automatically, ready for refinement by clicks.") if ready else _("Select an input volume.")
+            _("Segment the tumour automatically, ready for refinement by clicks.") if ready else _("Select a CT volume.")
         )
 
     def onApplyButton(self) -> None:
         self.ui.statusLabel.text = ""
+        volumes = [self._parameterNode.ctVolume] + ([self._parameterNode.petVolume] if self._parameterNode.petVolume else [])
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
             try:
-                segmentationNode = self.logic.segmentTumour(self._parameterNode.inputVolume)
+                result = self.logic.segmentTumour(volumes)
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise
-            self.ui.statusLabel.text = _("Tumour segmentation: {name}").format(name=segmentationNode.GetName())
+            self._startClicks()
+            self.ui.statusLabel.text = _("Tumour segmentation {name}: {voxels} voxels in {seconds:.1f} s. Click to refine.").format(
+                name=self.logic.segmentationNode.GetName(), voxels=result.changed_voxels, seconds=result.seconds
+            )
+
+    def onClickPlaced(self, node, positive: bool) -> None:
+        if self._replaying:
+            return
+        index = node.GetNumberOfControlPoints() - 1
+        ras = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(index, ras)
+        try:
+            with slicer.util.WaitCursor():
+                step = self.logic.addClick(ras, positive)
+        except SparseRTError as error:
+            # The click was not applied: its marker goes too, so the markers always match the clicks.
+            node.RemoveNthControlPoint(index)
+            self.ui.statusLabel.text = str(error)
+            slicer.util.errorDisplay(str(error))
+            return
+        self._undone.clear()
+        self._showStep(_("Click"), step)
+
+    def onUndoButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Undo failed."), waitCursor=True):
+            step = self.logic.undo()
+            node = self._clickNodes[step.click.positive]
+            ras = [0.0, 0.0, 0.0]
+            index = node.GetNumberOfControlPoints() - 1
+            if index >= 0:  # the user may have deleted markers by hand
+                node.GetNthControlPointPositionWorld(index, ras)
+                node.RemoveNthControlPoint(index)
+            self._undone.append((step.click.positive, ras))
+            self._showStep(_("Undo"), step)
+
+    def onRedoButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Redo failed."), waitCursor=True):
+            step = self.logic.redo()
+            positive, ras = self._undone.pop()
+            self._replaying = True
+            try:
+                self._clickNodes[positive].AddControlPointWorld(vtk.vtkVector3d(*ras))
+            finally:
+                self._replaying = False
+            self._showStep(_("Redo"), step)
+
+    def _showStep(self, action: str, step) -> None:
+        lines = [_("{action}: {voxels} voxels changed in {seconds:.2f} s.").format(
+            action=action, voxels=step.changed_voxels, seconds=step.seconds
+        )]
+        lines += [_("Warning: {warning}").format(warning=w) for w in step.warnings]
+        self.ui.statusLabel.text = "\n".join(lines)
+        self._updateHistoryButtons()
+
+    def _startClicks(self) -> None:
+        """New click markers for a new session; those of an earlier session stay in the scene, unobserved."""
+        self._stopClicks()
+        segmentationName = self.logic.segmentationNode.GetName()
+        for positive, placeWidget in ((True, self.ui.positivePlaceWidget), (False, self.ui.negativePlaceWidget)):
+            name = slicer.mrmlScene.GenerateUniqueName(f"{segmentationName} {'add' if positive else 'remove'} clicks")
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+            node.CreateDefaultDisplayNodes()
+            node.GetDisplayNode().SetSelectedColor(*CLICK_COLORS[positive])
+            self.addObserver(
+                node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                lambda caller, event, positive=positive: self.onClickPlaced(caller, positive),
+            )
+            placeWidget.setCurrentNode(node)
+            placeWidget.enabled = True
+            self._clickNodes[positive] = node
+        self._updateHistoryButtons()
+
+    def _stopClicks(self) -> None:
+        for node in self._clickNodes.values():
+            self.removeObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent)
+        self._clickNodes = {}
+        self._undone = []
+        for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
+            placeWidget.setPlaceModeEnabled(False)
+            placeWidget.enabled = False
+        self._updateHistoryButtons()
+
+    def _updateHistoryButtons(self) -> None:
+        self.ui.undoButton.enabled = self.logic.canUndo
+        self.ui.redoButton.enabled = self.logic.canRedo
 
 
 class InteractiveRefineLogic(InteractiveRefineSceneLogic, ScriptedLoadableModuleLogic):
@@ -145,7 +251,7 @@ class InteractiveRefineLogic(InteractiveRefineSceneLogic, ScriptedLoadableModule
 
 
 class InteractiveRefineTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (ctest, or the module's Reload and Test button)."""
+    """Runs inside Slicer (ctest, or the module's Reload and Test button), with the shipped model."""
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
@@ -154,15 +260,26 @@ class InteractiveRefineTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_missing_input_is_named()
         self.setUp()
-        self.test_segmentation_reports_the_missing_model()
+        self.test_segments_refines_and_undoes()
 
     def test_missing_input_is_named(self) -> None:
         with self.assertRaisesRegex(InputError, "no volume selected"):
             InteractiveRefineLogic().segmentTumour(None)
 
-    def test_segmentation_reports_the_missing_model(self) -> None:
-        grid = Geometry(shape=(8, 10, 12), spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()))
-        volume = add_volume_node(slicer.mrmlScene, Volume(np.zeros(grid.shape, np.float32), grid), "MR")
-        with self.assertRaisesRegex(MissingComponentError, "segmentation model"):
-            InteractiveRefineLogic().segmentTumour(volume)
+    def test_segments_refines_and_undoes(self) -> None:
+        # Soft tissue with a 15 mm sphere, hot on the PET: the shape of the training data.
+        grid = Geometry(shape=(32, 64, 64), spacing=(2.0, 2.0, 3.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()))
+        k, j, i = np.indices(grid.shape)
+        inside = (((i - 32) * 2.0) ** 2 + ((j - 32) * 2.0) ** 2 + ((k - 16) * 3.0) ** 2) < 15.0**2
+        ct = add_volume_node(slicer.mrmlScene, Volume(np.where(inside, 60.0, 30.0).astype(np.float32), grid), "CT")
+        pet = add_volume_node(slicer.mrmlScene, Volume(np.where(inside, 8.0, 1.0).astype(np.float32), grid), "PET")
+        logic = InteractiveRefineLogic()
+        logic.segmentTumour([ct, pet])
+        before = slicer.util.arrayFromSegmentBinaryLabelmap(logic.segmentationNode, "Tumour", ct).copy()
+        centre = grid.ijk_to_ras() @ np.array([32.0, 32.0, 16.0, 1.0])
+        logic.addClick(centre[:3], positive=True)
+        self.assertTrue(logic.canUndo)
+        logic.undo()
+        after = slicer.util.arrayFromSegmentBinaryLabelmap(logic.segmentationNode, "Tumour", ct)
+        self.assertTrue(np.array_equal(before, after))
         self.delayDisplay("InteractiveRefine test passed")

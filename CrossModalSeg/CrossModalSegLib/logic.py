@@ -6,8 +6,18 @@ Qt-free on purpose: ``CrossModalSeg.py`` (which needs Qt) adds only the paramete
 
 from __future__ import annotations
 
-from sparsert.errors import InputError, MissingComponentError
-from sparsert.mrml import volume_node_geometry
+from dataclasses import dataclass, field
+
+from sparsert.errors import InputError
+from sparsert.mrml import add_segmentation_node, volume_from_node, volume_node_geometry
+
+
+@dataclass
+class TumourResult:
+    """The segmentation node :meth:`CrossModalSegSceneLogic.segmentTumour` added, and its warnings."""
+
+    segmentationNode: object
+    warnings: list[str] = field(default_factory=list)
 
 
 class CrossModalSegSceneLogic:
@@ -17,22 +27,35 @@ class CrossModalSegSceneLogic:
         super().__init__()  # cooperative: CrossModalSegLogic also derives from ScriptedLoadableModuleLogic
         self.scene = scene
 
-    def segmentTumour(self, ctNode, mrNode):
-        """Segment the tumour from both images; returns a segmentation node on the CT grid.
+    def segmentTumour(self, ctNode, mrNode, model=None, device="cpu") -> TumourResult:
+        """Segment the tumour from both images; adds a segmentation node ``<CT>_Tumour`` on the CT grid.
 
-        The MR must already be registered to the CT (parent transforms count). Raises
-        :class:`InputError` when an input is missing or the two do not overlap in physical space,
-        and :class:`MissingComponentError` while the fusion model this needs does not exist.
+        The MR must already be registered to the CT (parent transforms count). Without an MR the CT
+        alone is used and the result carries a warning. ``model`` is a registered cross-modal model
+        or a checkpoint file (default: the shipped one). Raises :class:`InputError` when the CT is missing or the two images do
+        not overlap in physical space, and :class:`MissingComponentError` when the model's weights
+        are missing; nothing is added then.
         """
-        if ctNode is None or mrNode is None:
-            raise InputError(f"no {'CT' if ctNode is None else 'MR'} volume selected")
-        ct = volume_node_geometry(ctNode)
-        mr = volume_node_geometry(mrNode)
-        if not ct.overlaps(mr):
-            raise InputError(
-                f"CT '{ctNode.GetName()}' ({ct.describe()}) and MR '{mrNode.GetName()}' ({mr.describe()}) do not "
-                "overlap in physical space: register the MR to the CT first"
-            )
-        raise MissingComponentError(
-            "CrossModalSeg cannot segment yet: no trained CT+MR fusion segmentation model is available"
+        if ctNode is None:
+            raise InputError("no CT volume selected")
+        ctGrid = volume_node_geometry(ctNode)
+        if mrNode is not None:
+            mrGrid = volume_node_geometry(mrNode)
+            if not ctGrid.overlaps(mrGrid):
+                raise InputError(
+                    f"CT '{ctNode.GetName()}' ({ctGrid.describe()}) and MR '{mrNode.GetName()}' ({mrGrid.describe()}) "
+                    "do not overlap in physical space: register the MR to the CT first"
+                )
+        # Imported here, not at the top: Slicer imports every scripted module at startup, and this loads PyTorch.
+        from sparsert.crossmodal import DEFAULT_MODEL, TUMOUR, load_model, segment_tumour
+
+        loaded = load_model(model or DEFAULT_MODEL, device=device)
+        ct = volume_from_node(ctNode)
+        mr = volume_from_node(mrNode) if mrNode is not None else None
+        result = segment_tumour(
+            ct, mr, loaded, ct_name=f"CT '{ctNode.GetName()}'",
+            mr_name=f"MR '{mrNode.GetName()}'" if mrNode is not None else "MR",
         )
+        name = self.scene.GenerateUniqueName(f"{ctNode.GetName()}_{TUMOUR}")
+        node = add_segmentation_node(self.scene, result, name, ctNode)
+        return TumourResult(node, list(result.warnings))

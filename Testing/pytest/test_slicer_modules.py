@@ -29,13 +29,16 @@ from sparsert.mrml import (
     volume_from_node,
 )
 
+from crossmodal_testdata import one_thread, save_tiny_checkpoint  # noqa: F401 (fixture)
+from interactive_testdata import save_model, sts_ct_pet, tiny_model
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["ScribbleDose", "InteractiveRefine", "CrossModalSeg"]
 SAMPLE = REPO_ROOT / "Resources" / "SampleData" / "OpenKBP-pt_201"
 # Parameters each module's parameter node must hold (the inputs of its main action).
 PARAMETERS = {
     "ScribbleDose": {"ctVolume", "scribbles"},
-    "InteractiveRefine": {"inputVolume"},
+    "InteractiveRefine": {"ctVolume", "petVolume"},
     "CrossModalSeg": {"ctVolume", "mrVolume"},
 }
 
@@ -282,23 +285,69 @@ def test_scribble_dose_predicts_and_shows_the_dose_of_the_sample_scribbles(scene
     assert metrics is shown.metrics_table and metrics.GetNumberOfRows() == len(shown.metrics) > 0
 
 
-def test_interactive_refine_names_the_missing_model(scene_logic, headless, sts_pair):
+def test_interactive_refine_segments_then_refines_with_undo_and_redo(scene_logic, headless, sts_dir, tmp_path):
     logic = scene_logic("InteractiveRefine")
-    node = add_volume_node(headless.scene, sts_pair[1], "STS_001 MR")
-    with pytest.raises(MissingComponentError, match="'STS_001 MR'.*tumour segmentation model"):
-        logic.segmentTumour(node)
-    with pytest.raises(InputError, match="no volume selected"):
-        logic.segmentTumour(None)
-    blank = headless.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not loaded")
-    with pytest.raises(InputError, match="'not loaded' has no image data"):
-        logic.segmentTumour(blank)
+    ct, pet = sts_ct_pet(sts_dir)
+    ctNode, petNode = add_volume_node(headless.scene, ct, "STS_001 CT"), add_volume_node(headless.scene, pet, "STS_001 PET")
+    model = str(save_model(tiny_model("two_stage", spacing=None, norm="batch"), tmp_path / "run"))
+    with pytest.raises(InputError, match="segment the tumour first"):
+        logic.addClick((0.0, 0.0, 0.0), True)
+    with pytest.raises(MissingComponentError, match="no model named 'no-such-model'"):
+        logic.segmentTumour([ctNode, petNode], model="no-such-model")
+    with pytest.raises(InputError, match="needs 2 image"):
+        logic.segmentTumour(ctNode, model=model)
+    assert logic.session is None and logic.segmentationNode is None
+
+    logic.segmentTumour([ctNode, petNode], model=model)
+    node = logic.segmentationNode
+    assert node.GetName() == "STS_001 CT_Tumour" and not logic.canUndo
+    automatic = segmentation_from_node(node, ct.geometry)["Tumour"].mask
+    np.testing.assert_array_equal(automatic, logic.session.segmentation().segments[0].mask)
+
+    centre_ras = ct.geometry.ijk_to_ras() @ np.array([24.0, 24.0, 6.0, 1.0])
+    step = logic.addClick(centre_ras[:3], positive=not automatic[6, 24, 24])
+    clicked = segmentation_from_node(node, ct.geometry)["Tumour"].mask
+    assert logic.canUndo and step.click is not None
+    assert int(np.count_nonzero(clicked != automatic)) == step.changed_voxels
+    logic.undo()
+    np.testing.assert_array_equal(segmentation_from_node(node, ct.geometry)["Tumour"].mask, automatic)
+    assert logic.canRedo
+    logic.redo()
+    np.testing.assert_array_equal(segmentation_from_node(node, ct.geometry)["Tumour"].mask, clicked)
+    # A click outside the image changes nothing.
+    with pytest.raises(InputError, match="outside"):
+        logic.addClick((1e4, 1e4, 1e4), True)
+    np.testing.assert_array_equal(segmentation_from_node(node, ct.geometry)["Tumour"].mask, clicked)
+    assert len(logic.session.clicks) == 1
+    # The user deleted the segmentation: clicks say so instead of failing on a dead node.
+    headless.scene.RemoveNode(node)
+    with pytest.raises(InputError, match="was removed from the scene"):
+        logic.undo()
 
 
-def test_cross_modal_seg_checks_registration_then_names_the_missing_model(scene_logic, headless, sts_pair):
+def test_cross_modal_seg_adds_the_tumour_on_the_ct_grid(scene_logic, headless, sts_pair, tmp_path, one_thread):
+    logic = scene_logic("CrossModalSeg")
+    ct, mr = (add_volume_node(headless.scene, v, name) for v, name in zip(sts_pair, ("Fusion CT", "Fusion MR")))
+    before = headless.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    with pytest.raises(MissingComponentError, match="no model named 'no-such-model'"):
+        logic.segmentTumour(ct, mr, model="no-such-model")
+    assert headless.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before
+    # A network biased to call everything tumour: the whole overlap of CT body and MR is one mass.
+    model = save_tiny_checkpoint(tmp_path / "all", bias=8.0)
+    result = logic.segmentTumour(ct, mr, model=str(model))
+    assert result.segmentationNode.GetName() == "Fusion CT_Tumour"
+    assert result.warnings == []
+    tumour = segmentation_from_node(result.segmentationNode, sts_pair[0].geometry)
+    assert tumour.names == ["Tumour"] and tumour["Tumour"].mask.any()
+    # Without an MR the CT feeds both branches, with a warning; a second result gets its own node.
+    alone = logic.segmentTumour(ct, None, model=str(model))
+    assert alone.segmentationNode is not result.segmentationNode
+    assert any("no MR given" in w for w in alone.warnings)
+
+
+def test_cross_modal_seg_checks_the_inputs(scene_logic, headless, sts_pair):
     logic = scene_logic("CrossModalSeg")
     ct, mr = (add_volume_node(headless.scene, v, name) for v, name in zip(sts_pair, ("STS_001 CT", "STS_001 MR")))
-    with pytest.raises(MissingComponentError, match="fusion segmentation model"):
-        logic.segmentTumour(ct, mr)
     # The same MR moved one metre up by a parent transform no longer overlaps the CT.
     transform = headless.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "far away")
     shift = np.eye(4)
@@ -307,5 +356,5 @@ def test_cross_modal_seg_checks_registration_then_names_the_missing_model(scene_
     mr.SetAndObserveTransformNodeID(transform.GetID())
     with pytest.raises(InputError, match="do not overlap in physical space"):
         logic.segmentTumour(ct, mr)
-    with pytest.raises(InputError, match="no MR volume selected"):
-        logic.segmentTumour(ct, None)
+    with pytest.raises(InputError, match="no CT volume selected"):
+        logic.segmentTumour(None, mr)

@@ -32,9 +32,19 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
             values[name] = from_dict(hint, value or {}, f"{where}.{name}")
         elif typing.get_origin(hint) is tuple and isinstance(value, list):
             values[name] = tuple(value)
+        elif hint is float and isinstance(value, str):
+            values[name] = _as_float(value, f"{where}.{name}")
         else:
             values[name] = value
     return cls(**values)
+
+
+def _as_float(value: str, where: str) -> float:
+    # YAML 1.1 reads exponent forms without a dot (1e-3) as strings.
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{where}: expected a number, got '{value}'") from None
 
 
 def load_config(cls: type[C], path: str | Path | None, overrides: dict[str, Any]) -> C:
