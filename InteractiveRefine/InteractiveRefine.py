@@ -5,10 +5,11 @@ and the ``sparsert`` core package.
 """
 
 import numpy as np
+import qt
 import slicer
 import vtk
 from InteractiveRefineLib.logic import InteractiveRefineSceneLogic
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -50,10 +51,12 @@ class InteractiveRefineParameterNode:
 
     ctVolume - the CT; the tumour segmentation is made on its grid.
     petVolume - the PET of the same patient, registered to the CT (needed by the shipped PET/CT model).
+    resumeSegmentation - a tumour segmentation this module made earlier, to continue refining.
     """
 
     ctVolume: vtkMRMLScalarVolumeNode
     petVolume: vtkMRMLScalarVolumeNode
+    resumeSegmentation: vtkMRMLSegmentationNode
 
 
 # Colours of the click markers: green adds tumour, red removes tissue.
@@ -95,15 +98,31 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.undoButton.connect("clicked(bool)", self.onUndoButton)
         self.ui.redoButton.connect("clicked(bool)", self.onRedoButton)
+        self.ui.resumeButton.connect("clicked(bool)", self.onResumeButton)
+        self.ui.acceptButton.connect("clicked(bool)", self.onAcceptButton)
+        # Ctrl+Z / Ctrl+Y anywhere in Slicer while the module is shown (clicks are placed in the views).
+        self._shortcuts = []
+        for keys, slot in (("Ctrl+Z", self.onUndoButton), ("Ctrl+Y", self.onRedoButton)):
+            shortcut = qt.QShortcut(qt.QKeySequence(keys), slicer.util.mainWindow())
+            shortcut.setContext(qt.Qt.ApplicationShortcut)
+            shortcut.setEnabled(False)
+            shortcut.connect("activated()", slot)
+            self._shortcuts.append(shortcut)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self.removeObservers()
+        for shortcut in self._shortcuts:
+            shortcut.setParent(None)
+        self._shortcuts = []
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self._updateHistoryButtons()
 
     def exit(self) -> None:
+        for shortcut in self._shortcuts:
+            shortcut.setEnabled(False)
         # Stop reacting to parameter changes while the module is not shown.
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
@@ -143,6 +162,7 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.applyButton.toolTip = (
             _("Segment the tumour automatically, ready for refinement by clicks.") if ready else _("Select a CT volume.")
         )
+        self.ui.resumeButton.enabled = bool(self._parameterNode and self._parameterNode.resumeSegmentation)
 
     def onApplyButton(self) -> None:
         self.ui.statusLabel.text = ""
@@ -157,6 +177,24 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.statusLabel.text = _("Tumour segmentation {name}: {voxels} voxels in {seconds:.1f} s. Click to refine.").format(
                 name=self.logic.segmentationNode.GetName(), voxels=result.changed_voxels, seconds=result.seconds
             )
+
+    def onResumeButton(self) -> None:
+        self.ui.statusLabel.text = ""
+        with slicer.util.tryWithErrorDisplay(_("Resuming the refinement failed."), waitCursor=True):
+            try:
+                replayed = self.logic.resumeSession(self._parameterNode.resumeSegmentation)
+            except SparseRTError as error:
+                self.ui.statusLabel.text = str(error)
+                raise
+            self._startClicks()
+            self.ui.statusLabel.text = _("Refining {name} again: {clicks} recorded clicks replayed (their markers are not redrawn).").format(
+                name=self.logic.segmentationNode.GetName(), clicks=replayed
+            )
+
+    def onAcceptButton(self) -> None:
+        node = self.logic.accept()
+        self._stopClicks()
+        self.ui.statusLabel.text = _("Accepted: {name} is an ordinary segmentation now.").format(name=node.GetName())
 
     def onClickPlaced(self, node, positive: bool) -> None:
         if self._replaying:
@@ -180,9 +218,10 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         with slicer.util.tryWithErrorDisplay(_("Undo failed."), waitCursor=True):
             step = self.logic.undo()
             node = self._clickNodes[step.click.positive]
-            ras = [0.0, 0.0, 0.0]
             index = node.GetNumberOfControlPoints() - 1
-            if index >= 0:  # the user may have deleted markers by hand
+            ras = None  # no marker: a replayed click of a resumed session, or one the user deleted
+            if index >= 0:
+                ras = [0.0, 0.0, 0.0]
                 node.GetNthControlPointPositionWorld(index, ras)
                 node.RemoveNthControlPoint(index)
             self._undone.append((step.click.positive, ras))
@@ -191,12 +230,13 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onRedoButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Redo failed."), waitCursor=True):
             step = self.logic.redo()
-            positive, ras = self._undone.pop()
-            self._replaying = True
-            try:
-                self._clickNodes[positive].AddControlPointWorld(vtk.vtkVector3d(*ras))
-            finally:
-                self._replaying = False
+            positive, ras = self._undone.pop() if self._undone else (step.click.positive, None)
+            if ras is not None:
+                self._replaying = True
+                try:
+                    self._clickNodes[positive].AddControlPointWorld(vtk.vtkVector3d(*ras))
+                finally:
+                    self._replaying = False
             self._showStep(_("Redo"), step)
 
     def _showStep(self, action: str, step) -> None:
@@ -238,6 +278,10 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _updateHistoryButtons(self) -> None:
         self.ui.undoButton.enabled = self.logic.canUndo
         self.ui.redoButton.enabled = self.logic.canRedo
+        self.ui.acceptButton.enabled = self.logic.session is not None
+        shown = self.parent.isEntered
+        self._shortcuts[0].setEnabled(shown and self.logic.canUndo)
+        self._shortcuts[1].setEnabled(shown and self.logic.canRedo)
 
 
 class InteractiveRefineLogic(InteractiveRefineSceneLogic, ScriptedLoadableModuleLogic):

@@ -38,7 +38,7 @@ SAMPLE = REPO_ROOT / "Resources" / "SampleData" / "OpenKBP-pt_201"
 # Parameters each module's parameter node must hold (the inputs of its main action).
 PARAMETERS = {
     "ScribbleDose": {"ctVolume", "scribbles"},
-    "InteractiveRefine": {"ctVolume", "petVolume"},
+    "InteractiveRefine": {"ctVolume", "petVolume", "resumeSegmentation"},
     "CrossModalSeg": {"ctVolume", "mrVolume"},
 }
 
@@ -319,6 +319,13 @@ def test_interactive_refine_segments_then_refines_with_undo_and_redo(scene_logic
         logic.addClick((1e4, 1e4, 1e4), True)
     np.testing.assert_array_equal(segmentation_from_node(node, ct.geometry)["Tumour"].mask, clicked)
     assert len(logic.session.clicks) == 1
+    # A new logic (a reloaded scene) resumes from the clicks recorded with the segment.
+    resumed = scene_logic("InteractiveRefine")
+    assert resumed.resumeSession(node) == 1
+    np.testing.assert_array_equal(resumed.session.probability, logic.session.probability)
+    assert resumed.canUndo and resumed.accept() is node and resumed.session is None
+    with pytest.raises(InputError, match="no recorded refinement"):
+        resumed.resumeSession(add_segmentation_node(headless.scene, Segmentation(ct.geometry, []), "drawn by hand"))
     # The user deleted the segmentation: clicks say so instead of failing on a dead node.
     headless.scene.RemoveNode(node)
     with pytest.raises(InputError, match="was removed from the scene"):

@@ -58,6 +58,7 @@ class StepResult:
 @dataclass
 class _Step:
     click: Click
+    ijk: tuple[float, ...]  # the click as given: voxel (i, j, k) of the reference image
     box: Box
     before: np.ndarray
     after: np.ndarray
@@ -164,6 +165,12 @@ class RefinementSession:
         return tuple(self._clicks)
 
     @property
+    def applied_clicks(self) -> tuple[tuple[tuple[float, ...], bool], ...]:
+        """The applied clicks as given, ``((i, j, k) of the first image, positive)``, oldest first:
+        replaying them with :meth:`add_click` after :meth:`initial` rebuilds the session's result."""
+        return tuple((step.ijk, step.click.positive) for step in self._undo)
+
+    @property
     def can_undo(self) -> bool:
         return bool(self._undo)
 
@@ -214,7 +221,7 @@ class RefinementSession:
         box, values = self._refine(click, positive_map, negative_map)
         seconds = time.perf_counter() - start
         # Committed only once the refinement succeeded, so a failure leaves the session as it was.
-        step = _Step(click, box, probability[box].copy(), values)
+        step = _Step(click, tuple(float(v) for v in ijk), box, probability[box].copy(), values)
         probability[box] = values
         self._clicks, self._positive, self._negative = clicks, positive_map, negative_map
         self._undo.append(step)
