@@ -5,6 +5,7 @@ the ``sparsert`` core package.
 """
 
 import numpy as np
+import qt
 import slicer
 import vtk
 from CrossModalSegLib.logic import CrossModalSegSceneLogic
@@ -19,7 +20,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from sparsert.errors import InputError, SparseRTError
+from sparsert.errors import Cancelled, InputError, SparseRTError
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_volume_node
 
@@ -65,6 +66,8 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._task = None  # the running segmentation (a sparsert.background.BackgroundTask)
+        self._taskTimer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -78,6 +81,11 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        # The segmentation runs in a worker thread; the timer shows its progress and collects it.
+        self._taskTimer = qt.QTimer()
+        self._taskTimer.setInterval(200)
+        self._taskTimer.connect("timeout()", self._pollTask)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -95,6 +103,7 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.onCancelButton()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -116,7 +125,7 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         ready = bool(self._parameterNode and self._parameterNode.ctVolume)
-        self.ui.applyButton.enabled = ready
+        self.ui.applyButton.enabled = ready and self._task is None
         if not ready:
             self.ui.applyButton.toolTip = _("Select a CT volume (and the MR registered to it).")
         elif self._parameterNode.mrVolume:
@@ -128,13 +137,44 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
             try:
-                result = self.logic.segmentTumour(self._parameterNode.ctVolume, self._parameterNode.mrVolume)
+                self._task = self.logic.tumourTask(self._parameterNode.ctVolume, self._parameterNode.mrVolume).start()
+            except SparseRTError as error:
+                self.ui.statusLabel.text = str(error)
+                raise
+        self._showRunning(True)
+
+    def onCancelButton(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self.ui.statusLabel.text = _("Cancelling after the current step...")
+
+    def _pollTask(self) -> None:
+        self.ui.statusLabel.text = self._task.progress.text
+        if not self._task.done:
+            return
+        task, self._task = self._task, None
+        self._showRunning(False)
+        with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
+            try:
+                result = task.result()
+            except Cancelled as cancelled:
+                self.ui.statusLabel.text = str(cancelled)
+                return
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise
             lines = [_("Tumour segmentation: {name}").format(name=result.segmentationNode.GetName())]
             lines += [_("Warning: {warning}").format(warning=w) for w in result.warnings]
             self.ui.statusLabel.text = "\n".join(lines)
+
+    def _showRunning(self, running: bool) -> None:
+        self.ui.progressBar.visible = running
+        self.ui.cancelButton.visible = running
+        if running:
+            self._taskTimer.start()
+        else:
+            self._taskTimer.stop()
+        self._checkCanApply()
 
 
 class CrossModalSegLogic(CrossModalSegSceneLogic, ScriptedLoadableModuleLogic):

@@ -5,6 +5,7 @@ the ``sparsert`` core package.
 """
 
 import numpy as np
+import qt
 import slicer
 import vtk
 from ScribbleDoseLib.logic import ScribbleDoseSceneLogic
@@ -19,7 +20,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from sparsert.errors import InputError, MissingComponentError, SparseRTError
+from sparsert.errors import Cancelled, InputError, MissingComponentError, SparseRTError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_segmentation_node, add_volume_node
@@ -67,6 +68,9 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._task = None  # the running dose prediction (a sparsert.background.BackgroundTask)
+        self._taskCtNode = None  # the CT it was started on
+        self._taskTimer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -80,6 +84,11 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        # The prediction runs in a worker thread; the timer shows its progress and collects it.
+        self._taskTimer = qt.QTimer()
+        self._taskTimer.setInterval(200)
+        self._taskTimer.connect("timeout()", self._pollTask)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -97,6 +106,7 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.onCancelButton()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -122,7 +132,7 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         ready = bool(self._parameterNode and self._parameterNode.ctVolume and self._parameterNode.scribbles)
-        self.ui.applyButton.enabled = ready
+        self.ui.applyButton.enabled = ready and self._task is None
         self.ui.applyButton.toolTip = (
             _("Complete the scribbles into structures and predict the dose.")
             if ready
@@ -132,10 +142,33 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self) -> None:
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay(_("Dose prediction failed."), waitCursor=True):
-            ctNode = self._parameterNode.ctVolume
+            self._taskCtNode = self._parameterNode.ctVolume
             try:
-                prediction = self.logic.predictDose(ctNode, self._parameterNode.scribbles)
+                self._task = self.logic.doseTask(self._taskCtNode, self._parameterNode.scribbles).start()
+            except SparseRTError as error:
+                self.ui.statusLabel.text = str(error)
+                raise
+        self._showRunning(True)
+
+    def onCancelButton(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self.ui.statusLabel.text = _("Cancelling after the current step...")
+
+    def _pollTask(self) -> None:
+        self.ui.statusLabel.text = self._task.progress.text
+        if not self._task.done:
+            return
+        task, self._task = self._task, None
+        self._showRunning(False)
+        ctNode = self._taskCtNode
+        with slicer.util.tryWithErrorDisplay(_("Dose prediction failed."), waitCursor=True):
+            try:
+                prediction = task.result()
                 doseScene = self.logic.showDose(ctNode, prediction.structuresNode, prediction.doseNode)
+            except Cancelled as cancelled:
+                self.ui.statusLabel.text = str(cancelled)
+                return
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise
@@ -146,6 +179,15 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 source=doseScene.normalisation.source,
             )
             self.ui.statusLabel.text = "\n".join([status, *prediction.warnings])
+
+    def _showRunning(self, running: bool) -> None:
+        self.ui.progressBar.visible = running
+        self.ui.cancelButton.visible = running
+        if running:
+            self._taskTimer.start()
+        else:
+            self._taskTimer.stop()
+        self._checkCanApply()
 
 
 class ScribbleDoseLogic(ScribbleDoseSceneLogic, ScriptedLoadableModuleLogic):

@@ -18,3 +18,7 @@ class InputError(SparseRTError, ValueError):
 
 class MissingComponentError(SparseRTError):
     """A step needs a component (a trained model, an optional package) that is not available."""
+
+
+class Cancelled(SparseRTError):
+    """The user cancelled a running task; nothing was added or changed."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sparsert.background import BackgroundTask
 from sparsert.errors import InputError
 from sparsert.mrml import add_segmentation_node, volume_from_node, volume_node_geometry
 
@@ -28,13 +29,20 @@ class CrossModalSegSceneLogic:
         self.scene = scene
 
     def segmentTumour(self, ctNode, mrNode, model=None, device="cpu") -> TumourResult:
-        """Segment the tumour from both images; adds a segmentation node ``<CT>_Tumour`` on the CT grid.
+        """Segment the tumour from both images in the calling thread; :meth:`tumourTask` does the
+        same off the GUI thread."""
+        return self.tumourTask(ctNode, mrNode, model, device).run()
+
+    def tumourTask(self, ctNode, mrNode, model=None, device="cpu"):
+        """A :class:`~sparsert.background.BackgroundTask` segmenting the tumour; its result, a
+        :class:`TumourResult`, adds a segmentation node ``<CT>_Tumour`` on the CT grid.
 
         The MR must already be registered to the CT (parent transforms count). Without an MR the CT
         alone is used and the result carries a warning. ``model`` is a registered cross-modal model
-        or a checkpoint file (default: the shipped one). Raises :class:`InputError` when the CT is missing or the two images do
-        not overlap in physical space, and :class:`MissingComponentError` when the model's weights
-        are missing; nothing is added then.
+        or a checkpoint file (default: the shipped one). Raises :class:`InputError` when the CT is
+        missing or the two images do not overlap in physical space, and
+        :class:`MissingComponentError` when the model's weights are missing; nothing is added then,
+        nor when the task is cancelled.
         """
         if ctNode is None:
             raise InputError("no CT volume selected")
@@ -46,16 +54,23 @@ class CrossModalSegSceneLogic:
                     f"CT '{ctNode.GetName()}' ({ctGrid.describe()}) and MR '{mrNode.GetName()}' ({mrGrid.describe()}) "
                     "do not overlap in physical space: register the MR to the CT first"
                 )
-        # Imported here, not at the top: Slicer imports every scripted module at startup, and this loads PyTorch.
-        from sparsert.crossmodal import DEFAULT_MODEL, TUMOUR, load_model, segment_tumour
-
-        loaded = load_model(model or DEFAULT_MODEL, device=device)
         ct = volume_from_node(ctNode)
         mr = volume_from_node(mrNode) if mrNode is not None else None
-        result = segment_tumour(
-            ct, mr, loaded, ct_name=f"CT '{ctNode.GetName()}'",
-            mr_name=f"MR '{mrNode.GetName()}'" if mrNode is not None else "MR",
-        )
-        name = self.scene.GenerateUniqueName(f"{ctNode.GetName()}_{TUMOUR}")
-        node = add_segmentation_node(self.scene, result, name, ctNode)
-        return TumourResult(node, list(result.warnings))
+        ctName = f"CT '{ctNode.GetName()}'"
+        mrName = f"MR '{mrNode.GetName()}'" if mrNode is not None else "MR"
+
+        def work(progress):
+            # Imported here, not at the top: Slicer imports every scripted module at startup, and this loads PyTorch.
+            from sparsert.crossmodal import DEFAULT_MODEL, load_model, segment_tumour
+
+            progress.report("Loading the model")
+            loaded = load_model(model or DEFAULT_MODEL, device=device)
+            progress.report("Segmenting the tumour")
+            return segment_tumour(ct, mr, loaded, ct_name=ctName, mr_name=mrName)
+
+        def finish(segmentation) -> TumourResult:
+            name = self.scene.GenerateUniqueName(f"{ctNode.GetName()}_{segmentation.segments[0].name}")
+            node = add_segmentation_node(self.scene, segmentation, name, ctNode)
+            return TumourResult(node, list(segmentation.warnings))
+
+        return BackgroundTask(work, finish)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sparsert.background import BackgroundTask
 from sparsert.errors import InputError
 from sparsert.mrml import add_segmentation_node, add_volume_node, segmentation_from_node, volume_from_node
 from sparsert.mrml.dose_scene import DoseScene, build_dose_scene, load_case, save_dose_scene
@@ -38,15 +39,22 @@ class ScribbleDoseSceneLogic:
     def predictDose(
         self, ctNode, scribblesNode, completionMethod="scm", doseModel="dose-mask", device="cpu"
     ) -> DosePrediction:
-        """Complete the scribbles into structures and predict the dose (Gy) on the CT grid.
+        """Complete the scribbles into structures and predict the dose (Gy) on the CT grid, in the
+        calling thread; :meth:`doseTask` does the same off the GUI thread."""
+        return self.doseTask(ctNode, scribblesNode, completionMethod, doseModel, device).run()
 
-        Adds two nodes: the structures, ``<scribbles>_structures`` (the scribble node is left as
-        drawn), and the dose, ``<CT>_PredictedDose``; :meth:`showDose` makes the latter a SlicerRT
-        dose and shows it. ``completionMethod`` is a name of :data:`sparsert.completion.METHODS`,
-        ``doseModel`` a registered dose model or a checkpoint file.
+    def doseTask(self, ctNode, scribblesNode, completionMethod="scm", doseModel="dose-mask", device="cpu"):
+        """A :class:`~sparsert.background.BackgroundTask` completing the scribbles and predicting the
+        dose; its result is a :class:`DosePrediction`.
 
-        Raises :class:`InputError` when an input is missing or unusable, and
-        :class:`MissingComponentError` when a model's weights are missing; nothing is added then.
+        The result adds two nodes: the structures, ``<scribbles>_structures`` (the scribble node is
+        left as drawn), and the dose, ``<CT>_PredictedDose``; :meth:`showDose` makes the latter a
+        SlicerRT dose and shows it. ``completionMethod`` is a name of
+        :data:`sparsert.completion.METHODS`, ``doseModel`` a registered dose model or a checkpoint file.
+
+        Raises :class:`InputError` when an input is missing or unusable (here, or from the task's
+        result), and :class:`MissingComponentError` when a model's weights are missing; nothing is
+        added then, nor when the task is cancelled.
         """
         if ctNode is None:
             raise InputError("no CT volume selected")
@@ -59,21 +67,30 @@ class ScribbleDoseSceneLogic:
                 f"segmentation '{scribblesNode.GetName()}' has no scribble on CT '{ctNode.GetName()}': "
                 "draw a few strokes in each structure first"
             )
-        # Imported here, not at the top: Slicer imports every scripted module at startup, and these load PyTorch.
-        from sparsert.completion import completer
-        from sparsert.dose.predict import load_dose_model, predict_dose
 
-        complete = completer(completionMethod, device=device)
-        # The dose model before the completion, so that missing weights are reported without waiting for it.
-        model = load_dose_model(doseModel, device)
-        structures = complete(ct, scribbles)
-        dose = predict_dose(model, ct, structures)
-        # Nodes are added only once both steps have succeeded, so a failure leaves the scene as it was.
-        structuresNode = add_segmentation_node(
-            self.scene, structures, self.scene.GenerateUniqueName(f"{scribblesNode.GetName()}_structures"), ctNode
-        )
-        doseNode = add_volume_node(self.scene, dose, self.scene.GenerateUniqueName(f"{ctNode.GetName()}_PredictedDose"))
-        return DosePrediction(structuresNode, doseNode, list(structures.warnings))
+        def work(progress):
+            # Imported here, not at the top: Slicer imports every scripted module at startup, and these load PyTorch.
+            from sparsert.completion import completer
+            from sparsert.dose.predict import load_dose_model, predict_dose
+
+            progress.report("Loading the models")
+            complete = completer(completionMethod, device=device)
+            # The dose model before the completion, so that missing weights are reported without waiting for it.
+            model = load_dose_model(doseModel, device)
+            progress.report("Completing the scribbles into structures")
+            structures = complete(ct, scribbles)
+            progress.report("Predicting the dose")
+            return structures, predict_dose(model, ct, structures)
+
+        def finish(output) -> DosePrediction:
+            structures, dose = output
+            structuresNode = add_segmentation_node(
+                self.scene, structures, self.scene.GenerateUniqueName(f"{scribblesNode.GetName()}_structures"), ctNode
+            )
+            doseNode = add_volume_node(self.scene, dose, self.scene.GenerateUniqueName(f"{ctNode.GetName()}_PredictedDose"))
+            return DosePrediction(structuresNode, doseNode, list(structures.warnings))
+
+        return BackgroundTask(work, finish)
 
     def loadCase(self, ctPath, structuresPath, dosePath, referenceDosePath=None) -> dict:
         """Read CT, structures and dose files into the scene: {"ct", "structures", "dose", "reference"} nodes."""

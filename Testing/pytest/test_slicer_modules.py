@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 import slicer
 
-from sparsert.errors import InputError, MissingComponentError
+from sparsert.errors import Cancelled, InputError, MissingComponentError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.segmentation_io import read_segmentation
 from sparsert.io.volume import Volume, read_image
@@ -347,9 +348,23 @@ def test_cross_modal_seg_adds_the_tumour_on_the_ct_grid(scene_logic, headless, s
     tumour = segmentation_from_node(result.segmentationNode, sts_pair[0].geometry)
     assert tumour.names == ["Tumour"] and tumour["Tumour"].mask.any()
     # Without an MR the CT feeds both branches, with a warning; a second result gets its own node.
-    alone = logic.segmentTumour(ct, None, model=str(model))
+    # Off the GUI thread: the worker computes, the collector adds the node.
+    task = logic.tumourTask(ct, None, model=str(model)).start()
+    while not task.done:
+        time.sleep(0.05)
+    alone = task.result()
     assert alone.segmentationNode is not result.segmentationNode
     assert any("no MR given" in w for w in alone.warnings)
+    # A cancelled task adds nothing.
+    nodes = headless.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    task = logic.tumourTask(ct, mr, model=str(model))
+    task.cancel()
+    task.start()
+    while not task.done:
+        time.sleep(0.05)
+    with pytest.raises(Cancelled):
+        task.result()
+    assert headless.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == nodes
 
 
 def test_cross_modal_seg_checks_the_inputs(scene_logic, headless, sts_pair):
