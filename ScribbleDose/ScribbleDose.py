@@ -4,6 +4,8 @@ The module is a thin Slicer front end: the work happens in ``ScribbleDoseLib.log
 the ``sparsert`` core package.
 """
 
+from pathlib import Path
+
 import numpy as np
 import qt
 import slicer
@@ -45,6 +47,38 @@ class ScribbleDose(ScriptedLoadableModule):
             "Developed by the SparseRT developers. Trained and evaluated on the OpenKBP Grand Challenge data "
             "(A. Babier et al., Medical Physics 48:5549-5561, 2021). Built from the 3D Slicer scripted module template."
         )
+        # The bundled sample case in the Sample Data module, once Slicer has started.
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+# The sample case's files (in Resources/SampleData/OpenKBP-pt_201): file, Slicer file type, node name.
+SAMPLE_FILES = (
+    ("ct.nrrd", "VolumeFile", "pt_201 CT"),
+    ("scribbles.seg.nrrd", "SegmentationFile", "pt_201 scribbles"),
+    ("structures.seg.nrrd", "SegmentationFile", "pt_201 structures"),
+    ("dose.nrrd", "VolumeFile", "pt_201 reference dose"),
+)
+
+
+def registerSampleData() -> None:
+    """Offer the bundled OpenKBP case (CT, scribbles, structures, reference dose) in Sample Data.
+
+    The files ship with the extension, so the "download" reads them from disk (file:// URIs).
+    """
+    import SampleData
+
+    from sparsert.resources import sample_data_dir
+
+    folder = sample_data_dir() / "OpenKBP-pt_201"
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="SparseRT",
+        sampleName="OpenKBP-pt_201",
+        uris=[(folder / name).as_uri() for name, _, _ in SAMPLE_FILES],
+        fileNames=[name for name, _, _ in SAMPLE_FILES],
+        nodeNames=[node for _, _, node in SAMPLE_FILES],
+        thumbnailFileName=str(Path(__file__).resolve().parent / "Resources" / "Icons" / "ScribbleDose.png"),
+        loadFileType=[kind for _, kind, _ in SAMPLE_FILES],
+    )
 
 
 @parameterNodeWrapper

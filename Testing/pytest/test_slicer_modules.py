@@ -178,6 +178,14 @@ def test_extension_cmakelists_builds_every_module_and_the_core():
     assert order == sorted(order)
 
 
+def test_sample_data_registration_names_the_shipped_files():
+    classes = [node for node in _source("ScribbleDose").body if isinstance(node, ast.Assign)]
+    files = next(ast.literal_eval(node.value) for node in classes if ast.unparse(node.targets[0]) == "SAMPLE_FILES")
+    for name, kind, _ in files:
+        assert (SAMPLE / name).is_file(), name
+        assert kind == ("SegmentationFile" if name.endswith(".seg.nrrd") else "VolumeFile")
+
+
 def test_icons_are_128_pixel_pngs():
     icons = [REPO_ROOT / "Resources" / "Icons" / "SparseRT.png"]
     icons += [REPO_ROOT / m / "Resources" / "Icons" / f"{m}.png" for m in MODULES]
