@@ -26,6 +26,14 @@ def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
 
 
+def add_cohort_options(group: argparse._ActionsContainer) -> None:
+    """Options of every command that runs a data set (``--data``) through :mod:`sparsert.cohort`."""
+    group.add_argument("--max-cases", type=int, metavar="N", help="the first N cases only")
+    group.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="worker processes, each loading the model once and using an equal share of the CPU "
+                       "threads (default: 1, in this process); under torchrun, per rank")
+
+
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
     """A progress bar on stderr, hidden when stderr is not a terminal."""
     return iter(tqdm(items, desc=desc, total=total, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False))

@@ -8,8 +8,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from sparsert.cli.common import ProgressCallback, add_device_option, add_overwrite_option
+from sparsert.cli.common import ProgressCallback, add_cohort_options, add_device_option, add_overwrite_option
 from sparsert.cli.data_cmd import DATA_HELP
+from sparsert.errors import InputError
 from sparsert.io.json_io import write_json
 from sparsert.io.output import writable
 
@@ -22,17 +23,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="complete scribbles into dense structures",
         description="Scribbles are a .seg.nrrd with one segment per structure (named after it) and background strokes "
         "in a segment named Background; the output has one segment per scribbled structure (same names and colours) "
-        "on the image grid.",
+        "on the image grid. A cohort: --data, with sparse scribbles simulated from each case's structures (seeded); "
+        "cases whose output exists are skipped (unless --overwrite), a failed case is reported and the others go on, "
+        "summary.csv lists them all.",
     )
-    parser.add_argument("--image", required=True, action="append", metavar="CT.nrrd",
+    single = parser.add_argument_group("one case")
+    single.add_argument("--image", action="append", metavar="CT.nrrd",
                         help="the CT, an image file or a DICOM series folder (defines the output grid); repeat for co-registered images")
-    parser.add_argument("--scribbles", required=True, metavar="S.seg.nrrd", help="a .seg.nrrd, labelmap or DICOM RTSTRUCT")
-    parser.add_argument("--out", required=True, metavar="OUT.seg.nrrd",
-                        help="output structures; ending in .dcm writes a DICOM RTSTRUCT (needs a DICOM CT folder as --image)")
+    single.add_argument("--scribbles", metavar="S.seg.nrrd", help="a .seg.nrrd, labelmap or DICOM RTSTRUCT")
+    single.add_argument("--auto-background", action="store_true",
+                        help="without Background strokes, use every voxel 20 mm away from all scribbles as background")
+    cohort = parser.add_argument_group("a cohort")
+    cohort.add_argument("--data", metavar="DIR", help=DATA_HELP + " (cases with dense structures)")
+    add_cohort_options(cohort)
+    cohort.add_argument("--seed", type=int, default=0, help="scribble simulation seed")
+    parser.add_argument("--out", required=True, metavar="OUT.seg.nrrd|OUT_DIR",
+                        help="output structures; ending in .dcm writes a DICOM RTSTRUCT (needs a DICOM CT folder as "
+                        "--image); a cohort: a folder of <case>.seg.nrrd")
     parser.add_argument("--method", default="scm", help=METHOD_HELP)
     parser.add_argument("--model", default="scm", metavar="NAME_OR_PATH", help="scm weights: registry name or .pt file")
-    parser.add_argument("--auto-background", action="store_true",
-                        help="without Background strokes, use every voxel 20 mm away from all scribbles as background")
     add_device_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run_complete)
@@ -58,6 +67,16 @@ def register_evaluation(kinds: argparse._SubParsersAction) -> None:
 
 
 def run_complete(args: argparse.Namespace) -> int:
+    if (args.image is None) == (args.data is None):
+        raise InputError("give either --image with --scribbles (one case) or --data (a cohort)")
+    if args.image is not None and args.scribbles is None:
+        raise InputError("--image needs --scribbles")
+    if args.data is not None and (args.scribbles or args.auto_background):
+        raise InputError("--scribbles and --auto-background are for one case (--image), not --data")
+    return run_cohort(args) if args.data else run_case(args)
+
+
+def run_case(args: argparse.Namespace) -> int:
     from sparsert.completion import completer
     from sparsert.io.segmentation_io import read_structures, write_structures
     from sparsert.io.volume import read_image
@@ -79,6 +98,19 @@ def run_complete(args: argparse.Namespace) -> int:
     print(f"completed {len(completed.segments)} structure(s) ({', '.join(completed.names)}) with {args.method} "
           f"in {seconds:.1f} s -> {args.out}")
     return 0
+
+
+def run_cohort(args: argparse.Namespace) -> int:
+    from sparsert import cohort
+    from sparsert.completion.cohort import CompletionCohort
+    from sparsert.data.datasets import open_dataset
+
+    dataset = open_dataset(args.data)
+    job = CompletionCohort(dataset, Path(args.out), method=args.method, model=args.model,
+                           device=cohort.rank_device(args.device), seed=args.seed, overwrite=args.overwrite)
+    results = cohort.run(job, dataset.case_ids()[: args.max_cases], args.workers, ProgressCallback("completing"))
+    info = {"data": str(dataset.root), "method": args.method, "model": args.model, "seed": args.seed}
+    return cohort.write_summary(results, job, "summary.json", info)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
-from sparsert.cli.common import add_device_option, add_overwrite_option
+from sparsert.cli.common import ProgressCallback, add_cohort_options, add_device_option, add_overwrite_option
+from sparsert.cli.data_cmd import DATA_HELP
+from sparsert.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,14 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "crossmodal",
         help="tumour segmentation from CT + MR with the scribble-trained fusion network (CmFNet)",
         description="Segments the tumour on the CT grid. The MR is resampled onto the CT through physical space "
-        "(the images must be registered, or --transform given); without --mr the CT alone is used, with a warning.",
+        "(the images must be registered, or --transform given); without --mr the CT alone is used, with a warning. "
+        "A cohort: --data; cases whose segmentation exists are skipped (unless --overwrite), a failed case is "
+        "reported and the others go on, summary.csv lists them all.",
     )
-    parser.add_argument("--ct", required=True, metavar="CT", help="CT image in HU (NRRD, NIfTI, MHA, or a DICOM folder)")
-    parser.add_argument("--mr", metavar="MR", help="MR image of the same patient (any intensity scale)")
-    parser.add_argument("--transform", metavar="T.tfm",
+    single = parser.add_argument_group("one case")
+    single.add_argument("--ct", metavar="CT", help="CT image in HU (NRRD, NIfTI, MHA, or a DICOM folder)")
+    single.add_argument("--mr", metavar="MR", help="MR image of the same patient (any intensity scale)")
+    single.add_argument("--transform", metavar="T.tfm",
                         help="transform mapping CT points into the MR's space (ITK file; a registration with the CT fixed)")
-    parser.add_argument("--out", required=True, metavar="OUT.seg.nrrd",
-                        help="output segmentation (.seg.nrrd, or a labelmap image)")
+    cohort = parser.add_argument_group("a cohort")
+    cohort.add_argument("--data", metavar="DIR", help=DATA_HELP + " (cases with a CT and an MR, e.g. sts:DIR)")
+    add_cohort_options(cohort)
+    parser.add_argument("--out", required=True, metavar="OUT.seg.nrrd|OUT_DIR",
+                        help="one case: the segmentation (.seg.nrrd, or a labelmap image); a cohort: a folder")
     parser.add_argument("--model", default="crossmodal", metavar="NAME|PATH",
                         help="registered model name or checkpoint file (default: crossmodal)")
     add_device_option(parser)
@@ -30,8 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.ct is None) == (args.data is None):
+        raise InputError("give either --ct (one case) or --data (a cohort)")
+    if args.data is not None and (args.mr or args.transform):
+        raise InputError("--mr and --transform are for one case (--ct), not --data")
+    return run_cohort(args) if args.data else run_case(args)
+
+
+def run_case(args: argparse.Namespace) -> int:
     from sparsert.crossmodal import TUMOUR, load_model, read_transform, segment_tumour
-    from sparsert.errors import InputError
     from sparsert.io.segmentation_io import write_segmentation
     from sparsert.io.volume import read_image
 
@@ -50,3 +66,15 @@ def run(args: argparse.Namespace) -> int:
     volume_cc = result[TUMOUR].mask.sum() * ct.geometry.voxel_volume_mm3 / 1000.0
     print(f"tumour {volume_cc:.1f} cc written to {args.out} ({seconds:.1f} s)")
     return 0
+
+
+def run_cohort(args: argparse.Namespace) -> int:
+    from sparsert import cohort
+    from sparsert.crossmodal.cohort import CrossModalCohort
+    from sparsert.data.datasets import open_dataset
+
+    dataset = open_dataset(args.data)
+    job = CrossModalCohort(dataset, Path(args.out), model=args.model, device=cohort.rank_device(args.device),
+                           overwrite=args.overwrite)
+    results = cohort.run(job, dataset.case_ids()[: args.max_cases], args.workers, ProgressCallback("segmenting"))
+    return cohort.write_summary(results, job, "summary.json", {"data": str(dataset.root), "model": args.model})

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import time
 from pathlib import Path
 
-from sparsert.cli.common import ProgressCallback, add_device_option, add_overwrite_option, parse_prescriptions
+from sparsert.cli.common import (
+    ProgressCallback, add_cohort_options, add_device_option, add_overwrite_option, parse_prescriptions,
+)
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.errors import InputError
 from sparsert.io.output import writable
@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dose",
         help="predict the 3D dose (Gy) of a head-and-neck IMRT plan from structures or scribbles",
         description="One case: --ct with --structures or --scribbles (scribbles are completed into structures first, "
-        "with --completion). A cohort: --data with --prompt. Targets are PTV<Gy> structures (or --prescription / "
-        "--roles); organs are the OpenKBP organs under their usual spellings (map others in a roles file).",
+        "with --completion). A cohort: --data with --prompt; cases whose dose exists are skipped (unless --overwrite), "
+        "a failed case is reported and the others go on, summary.csv lists them all. Targets are PTV<Gy> structures "
+        "(or --prescription / --roles); organs are the OpenKBP organs under their usual spellings (map others in a roles file).",
     )
     single = parser.add_argument_group("one case")
     single.add_argument("--ct", metavar="CT.nrrd", help="the CT (image file or DICOM series folder); the dose is on its grid")
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cohort.add_argument("--data", metavar="DIR", help=DATA_HELP + " (cases with structures)")
     cohort.add_argument("--prompt", choices=("mask", "scribble"), default="mask",
                         help="predict from the dense structures, or from scribbles simulated from them (seeded) and completed")
-    cohort.add_argument("--max-cases", type=int, metavar="N")
+    add_cohort_options(cohort)
     cohort.add_argument("--seed", type=int, default=0, help="scribble simulation seed")
     parser.add_argument("--out", required=True, metavar="DOSE.nrrd|PRED_DIR",
                         help="one case: the dose file (.dcm writes an RTDOSE of a DICOM --ct); a cohort: a folder")
@@ -98,28 +99,15 @@ def run_case(args: argparse.Namespace) -> int:
 
 
 def run_cohort(args: argparse.Namespace) -> int:
+    from sparsert import cohort
     from sparsert.data.datasets import open_dataset
-    from sparsert.dose.cohort import predict_cohort
-    from sparsert.dose.predict import load_dose_model
-    from sparsert.io.json_io import write_json
+    from sparsert.dose.cohort import DoseCohort
 
     dataset = open_dataset(args.data)
-    ids = dataset.case_ids()[: args.max_cases] if args.max_cases else dataset.case_ids()
-    out = Path(args.out)
-    model = load_dose_model(args.model, args.device)
-    bar = ProgressCallback("predicting")
-    done = iter(range(1, len(ids) + 1))
-    results = predict_cohort(
-        dataset, model, out, prompt=args.prompt, complete=_completer(args) if args.prompt == "scribble" else None,
-        case_ids=ids, seed=args.seed, flips=args.flips, overwrite=args.overwrite,
-        on_case=lambda c: bar(next(done), len(ids), c),
-    )
-    timing = {r.case_id: round(r.seconds, 3) for r in results}
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    write_json({"data": str(dataset.root), "prompt": args.prompt, "model": args.model, "completion": args.completion,
-                "flips": args.flips, "seconds": timing, "peak_rss_mb": round(peak_mb, 1)},
-               out / "predictions.json", overwrite=True)
-    mean = sum(timing.values()) / len(timing) if timing else 0.0
-    print(f"predicted {len(results)} case(s) from {args.prompt}s, {mean:.2f} s per case -> {out}")
-    print(json.dumps({"cases": len(results), "mean_seconds": round(mean, 3), "peak_rss_mb": round(peak_mb, 1)}))
-    return 0
+    job = DoseCohort(dataset, Path(args.out), model=args.model, device=cohort.rank_device(args.device),
+                     prompt=args.prompt, completion=args.completion, completion_model=args.completion_model,
+                     seed=args.seed, flips=args.flips, overwrite=args.overwrite)
+    results = cohort.run(job, dataset.case_ids()[: args.max_cases], args.workers, ProgressCallback("predicting"))
+    info = {"data": str(dataset.root), "prompt": args.prompt, "model": args.model, "completion": args.completion,
+            "flips": args.flips}
+    return cohort.write_summary(results, job, "predictions.json", info)

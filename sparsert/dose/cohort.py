@@ -2,72 +2,69 @@
 
 Each case's dose is written as ``<case>.nrrd``; cases on an OpenKBP patient grid also get the
 challenge's submission file ``pt_N.csv`` so the challenge's own evaluator can score them.
+:mod:`sparsert.cohort` runs the job (workers, torchrun shards, done cases skipped, summary).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from sparsert.cohort import CaseFunction, output_stem
+from sparsert.completion.cohort import Complete, case_structures, complete_simulated, load_completer
 from sparsert.data.datasets import Dataset
 from sparsert.data.openkbp_csv import is_challenge_grid, write_openkbp_prediction
-from sparsert.dose.predict import DoseModel, predict_dose
+from sparsert.dose.predict import DEFAULT_MODEL, DoseModel, load_dose_model, predict_dose
 from sparsert.errors import InputError
 from sparsert.io.dose_io import write_dose
-from sparsert.io.segmentation import Segmentation
-from sparsert.io.volume import Volume
-from sparsert.scribbles.simulate import EVAL_SCRIBBLES, simulate_scribbles
 
 PROMPTS = ("mask", "scribble")
 
 
-@dataclass
-class CohortCase:
-    case_id: str
-    files: list[Path]
-    seconds: float  # completion (scribble prompt) and dose prediction
+@dataclass(frozen=True)
+class DoseCohort:
+    """Predict every case (a :class:`~sparsert.cohort.CohortJob`); ``prompt="scribble"`` simulates
+    seeded scribbles from the structures and completes them with ``completion`` first, as a user
+    painting scribbles would."""
 
+    dataset: Dataset
+    out_dir: Path
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    prompt: str = "mask"
+    completion: str = "scm"
+    completion_model: str = "scm"
+    seed: int = 0
+    flips: bool = False
+    overwrite: bool = False
 
-def predict_cohort(
-    dataset: Dataset,
-    model: DoseModel,
-    out_dir: Path,
-    prompt: str = "mask",
-    complete: Callable[[Volume, Segmentation], Segmentation] | None = None,
-    case_ids: list[str] | None = None,
-    seed: int = 0,
-    flips: bool = False,
-    overwrite: bool = False,
-    on_case: Callable[[str], None] | None = None,
-) -> list[CohortCase]:
-    """Predict every case; ``prompt="scribble"`` simulates seeded scribbles from the structures and
-    completes them with ``complete`` before predicting, as a user painting scribbles would."""
-    if prompt not in PROMPTS:
-        raise InputError(f"prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
-    if prompt == "scribble" and complete is None:
-        raise InputError("the scribble prompt needs a completion method")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for index, case_id in enumerate(case_ids or dataset.case_ids()):
-        case = dataset.load(case_id)
-        if case.structures is None:
-            raise InputError(f"{case_id}: case has no structures")
+    def __post_init__(self) -> None:
+        if self.prompt not in PROMPTS:
+            raise InputError(f"prompt must be one of {', '.join(PROMPTS)}, got {self.prompt!r}")
+
+    def outputs(self, case_id: str) -> list[Path]:
+        return [self.out_dir / f"{output_stem(case_id)}.nrrd"]
+
+    def load(self) -> CaseFunction:
+        model = load_dose_model(self.model, self.device)
+        complete = None
+        if self.prompt == "scribble":
+            complete = load_completer(self.completion, self.completion_model, self.device)
+        return partial(self._predict, model, complete)
+
+    def _predict(self, model: DoseModel, complete: Complete | None, case_id: str) -> list[Path]:
+        case = self.dataset.load(case_id)
+        if complete is None:
+            structures = case_structures(case)
+        else:
+            structures = complete_simulated(self.dataset, case, complete, self.seed)
         ct = case.images[case.reference_name]
-        structures = Segmentation(case.geometry, [s for s in case.structures.segments if s.mask.any()])
-        start = time.perf_counter()
-        if prompt == "scribble":
-            body = case.possible_dose_mask.array > 0 if case.possible_dose_mask is not None else None
-            scribbles = simulate_scribbles(structures, body_mask=body, seed=seed + index, **EVAL_SCRIBBLES)
-            structures = complete(ct, scribbles)
-        dose = predict_dose(model, ct, structures, case.possible_dose_mask, flips=flips)
-        seconds = time.perf_counter() - start
-        stem = case_id.split("/")[-1]
-        files = [write_dose(dose, out_dir / f"{stem}.nrrd", overwrite=overwrite)]
+        dose = predict_dose(model, ct, structures, case.possible_dose_mask, flips=self.flips)
+        files = []
         if is_challenge_grid(dose.geometry):
-            files.append(write_openkbp_prediction(dose, out_dir / f"{stem}.csv", overwrite=overwrite))
-        results.append(CohortCase(case_id, files, seconds))
-        if on_case:
-            on_case(case_id)
-    return results
+            path = self.out_dir / f"{output_stem(case_id)}.csv"
+            files.append(write_openkbp_prediction(dose, path, overwrite=self.overwrite))
+        # The dose file last: it alone marks the case done.
+        [path] = self.outputs(case_id)
+        return files + [write_dose(dose, path, overwrite=self.overwrite)]
