@@ -20,6 +20,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from sparsert.dependencies import install_in_slicer
 from sparsert.errors import Cancelled, InputError, SparseRTError
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_volume_node
@@ -136,6 +137,7 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self) -> None:
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
+            install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             try:
                 self._task = self.logic.tumourTask(self._parameterNode.ctVolume, self._parameterNode.mrVolume).start()
             except SparseRTError as error:

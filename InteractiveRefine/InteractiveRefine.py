@@ -20,6 +20,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from sparsert.dependencies import install_in_slicer
 from sparsert.errors import InputError, SparseRTError
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_volume_node
@@ -168,6 +169,7 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.statusLabel.text = ""
         volumes = [self._parameterNode.ctVolume] + ([self._parameterNode.petVolume] if self._parameterNode.petVolume else [])
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
+            install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             try:
                 result = self.logic.segmentTumour(volumes)
             except SparseRTError as error:
@@ -181,6 +183,7 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onResumeButton(self) -> None:
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay(_("Resuming the refinement failed."), waitCursor=True):
+            install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             try:
                 replayed = self.logic.resumeSession(self._parameterNode.resumeSegmentation)
             except SparseRTError as error:

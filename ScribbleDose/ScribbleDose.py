@@ -22,6 +22,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from sparsert.dependencies import install_in_slicer
 from sparsert.errors import Cancelled, InputError, MissingComponentError, SparseRTError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.volume import Geometry, Volume
@@ -176,6 +177,7 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self) -> None:
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay(_("Dose prediction failed."), waitCursor=True):
+            install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             self._taskCtNode = self._parameterNode.ctVolume
             try:
                 self._task = self.logic.doseTask(self._taskCtNode, self._parameterNode.scribbles).start()

@@ -9,11 +9,17 @@ The dose scene itself (dose display, isodoses, DVH, metrics, scene bundle, snaps
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sparsert.background import BackgroundTask
 from sparsert.errors import InputError
 from sparsert.mrml import add_segmentation_node, add_volume_node, segmentation_from_node, volume_from_node
-from sparsert.mrml.dose_scene import DoseScene, build_dose_scene, load_case, save_dose_scene
+
+if TYPE_CHECKING:
+    from sparsert.mrml.dose_scene import DoseScene
+
+# The dose scene's modules (slicerio, matplotlib) are imported where used: the module must load in
+# a Slicer whose Python lacks them yet, so that sparsert.dependencies can offer to install them.
 
 
 @dataclass
@@ -94,6 +100,8 @@ class ScribbleDoseSceneLogic:
 
     def loadCase(self, ctPath, structuresPath, dosePath, referenceDosePath=None) -> dict:
         """Read CT, structures and dose files into the scene: {"ct", "structures", "dose", "reference"} nodes."""
+        from sparsert.mrml.dose_scene import load_case
+
         return load_case(self.scene, ctPath, structuresPath, dosePath, referenceDosePath)
 
     def showDose(self, ctNode, structuresNode, doseNode, referenceDoseNode=None, roles=None) -> DoseScene:
@@ -101,10 +109,14 @@ class ScribbleDoseSceneLogic:
 
         ``roles`` ({name: StructureRole}) default to the roles guessed from the segment names.
         """
+        from sparsert.mrml.dose_scene import build_dose_scene
+
         return build_dose_scene(self.scene, ctNode, structuresNode, doseNode, referenceDoseNode, roles)
 
     def saveDoseScene(self, doseScene: DoseScene, scenePath, snapshotsDir=None, overwrite: bool = False) -> dict:
         """Write the scene bundle (.mrb) and, with ``snapshotsDir``, slice snapshots and a DVH figure."""
         if snapshotsDir is not None and self.appLogic is None:
             raise InputError("snapshots need the application logic: create the logic with appLogic")
+        from sparsert.mrml.dose_scene import save_dose_scene
+
         return save_dose_scene(self.scene, self.appLogic, doseScene, scenePath, snapshotsDir, overwrite)
