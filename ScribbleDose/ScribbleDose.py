@@ -27,6 +27,7 @@ from sparsert.errors import Cancelled, InputError, MissingComponentError, Sparse
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_segmentation_node, add_volume_node
+from sparsert.roles import ORGAN_SYNONYMS, ROLES, role_from_fields
 
 
 class ScribbleDose(ScriptedLoadableModule):
@@ -88,14 +89,17 @@ class ScribbleDoseParameterNode:
 
     ctVolume - the planning CT.
     scribbles - a few strokes per structure, one segment per structure (plus Background).
+    structures - dense structures the dose is predicted from: the completed scribbles, or drawn ones.
     """
 
     ctVolume: vtkMRMLScalarVolumeNode
     scribbles: vtkMRMLSegmentationNode
+    structures: vtkMRMLSegmentationNode
 
 
 class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: input selectors bound to the parameter node, an Apply button and a status line."""
+    """The module panel: inputs bound to the parameter node, Complete, a structure roles table,
+    Predict dose, progress with Cancel, and a status line. Both steps run off the GUI thread."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -103,9 +107,10 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._task = None  # the running dose prediction (a sparsert.background.BackgroundTask)
-        self._taskCtNode = None  # the CT it was started on
+        self._task = None  # the running step (a sparsert.background.BackgroundTask)
+        self._onTaskResult = None  # what to do with its result, on the GUI thread
         self._taskTimer = None
+        self._rolesNode = None  # the structures node the roles table shows
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -118,9 +123,11 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.completeButton.connect("clicked(bool)", self.onCompleteButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
-        # The prediction runs in a worker thread; the timer shows its progress and collects it.
+        self.ui.rolesTable.horizontalHeader().setStretchLastSection(True)
+        # Steps run in a worker thread; the timer shows their progress and collects them.
         self._taskTimer = qt.QTimer()
         self._taskTimer.setInterval(200)
         self._taskTimer.connect("timeout()", self._pollTask)
@@ -166,25 +173,63 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.ctVolume and self._parameterNode.scribbles)
-        self.ui.applyButton.enabled = ready and self._task is None
+        parameters = self._parameterNode
+        idle = self._task is None
+        canComplete = bool(parameters and parameters.ctVolume and parameters.scribbles)
+        canPredict = bool(parameters and parameters.ctVolume and parameters.structures)
+        self.ui.completeButton.enabled = canComplete and idle
+        self.ui.applyButton.enabled = canPredict and idle
         self.ui.applyButton.toolTip = (
-            _("Complete the scribbles into structures and predict the dose.")
-            if ready
-            else _("Select a CT volume and a scribble segmentation.")
+            _("Predict the dose from the structures with the roles in the table.")
+            if canPredict
+            else _("Select a CT volume and structures (press Complete to make them from scribbles).")
         )
+        structures = parameters.structures if parameters else None
+        if structures is not self._rolesNode:
+            self._showRoles(structures)
+
+    def onCompleteButton(self) -> None:
+        self.ui.statusLabel.text = ""
+        with slicer.util.tryWithErrorDisplay(_("Completion failed."), waitCursor=True):
+            install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
+            self._start(self.logic.completeTask(self._parameterNode.ctVolume, self._parameterNode.scribbles), self._completed)
+
+    def _completed(self, result) -> None:
+        self._parameterNode.structures = result.structuresNode
+        lines = [_("Completed structures '{name}': check the roles, then predict the dose.").format(
+            name=result.structuresNode.GetName()
+        )]
+        self.ui.statusLabel.text = "\n".join(lines + list(result.warnings))
 
     def onApplyButton(self) -> None:
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay(_("Dose prediction failed."), waitCursor=True):
             install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
-            self._taskCtNode = self._parameterNode.ctVolume
-            try:
-                self._task = self.logic.doseTask(self._taskCtNode, self._parameterNode.scribbles).start()
-            except SparseRTError as error:
-                self.ui.statusLabel.text = str(error)
-                raise
-        self._showRunning(True)
+            ctNode, structuresNode = self._parameterNode.ctVolume, self._parameterNode.structures
+            task = self.logic.doseTask(ctNode, structuresNode, self._tableRoles())
+            self._start(task, lambda doseNode: self._showPrediction(ctNode, structuresNode, doseNode))
+
+    def _showPrediction(self, ctNode, structuresNode, doseNode) -> None:
+        doseScene = self.logic.showDose(ctNode, structuresNode, doseNode, roles=self._tableRoles())
+        self.ui.statusLabel.text = _("Predicted dose '{dose}' from structures '{structures}'; 100 % = {gy:g} Gy ({source}).").format(
+            dose=doseNode.GetName(),
+            structures=structuresNode.GetName(),
+            gy=doseScene.normalisation.gy,
+            source=doseScene.normalisation.source,
+        )
+
+    # Background steps ------------------------------------------------------------------------
+
+    def _start(self, task, onResult) -> None:
+        """Run ``task`` in its worker thread; ``onResult(result)`` runs here once it is collected."""
+        try:
+            self._task, self._onTaskResult = task.start(), onResult
+        except SparseRTError as error:
+            self.ui.statusLabel.text = str(error)
+            raise
+        self.ui.progressBar.visible = self.ui.cancelButton.visible = True
+        self._taskTimer.start()
+        self._checkCanApply()
 
     def onCancelButton(self) -> None:
         if self._task is not None:
@@ -195,35 +240,54 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = self._task.progress.text
         if not self._task.done:
             return
-        task, self._task = self._task, None
-        self._showRunning(False)
-        ctNode = self._taskCtNode
-        with slicer.util.tryWithErrorDisplay(_("Dose prediction failed."), waitCursor=True):
+        task, onResult = self._task, self._onTaskResult
+        self._task = self._onTaskResult = None
+        self._taskTimer.stop()
+        self.ui.progressBar.visible = self.ui.cancelButton.visible = False
+        self._checkCanApply()
+        with slicer.util.tryWithErrorDisplay(_("ScribbleDose failed."), waitCursor=True):
             try:
-                prediction = task.result()
-                doseScene = self.logic.showDose(ctNode, prediction.structuresNode, prediction.doseNode)
+                onResult(task.result())
             except Cancelled as cancelled:
                 self.ui.statusLabel.text = str(cancelled)
-                return
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise
-            status = _("Predicted dose '{dose}' from structures '{structures}'; 100 % = {gy:g} Gy ({source}).").format(
-                dose=prediction.doseNode.GetName(),
-                structures=prediction.structuresNode.GetName(),
-                gy=doseScene.normalisation.gy,
-                source=doseScene.normalisation.source,
-            )
-            self.ui.statusLabel.text = "\n".join([status, *prediction.warnings])
 
-    def _showRunning(self, running: bool) -> None:
-        self.ui.progressBar.visible = running
-        self.ui.cancelButton.visible = running
-        if running:
-            self._taskTimer.start()
-        else:
-            self._taskTimer.stop()
-        self._checkCanApply()
+    # Roles table -----------------------------------------------------------------------------
+
+    def _showRoles(self, structuresNode) -> None:
+        """One row per structure: name, role, prescription and organ, as guessed from the name."""
+        self._rolesNode = structuresNode
+        table = self.ui.rolesTable
+        table.setRowCount(0)
+        if structuresNode is None:
+            return
+        for row, (name, role) in enumerate(self.logic.structureRoles(structuresNode).items()):
+            table.insertRow(row)
+            nameItem = qt.QTableWidgetItem(name)
+            nameItem.setFlags(nameItem.flags() & ~qt.Qt.ItemIsEditable)
+            table.setItem(row, 0, nameItem)
+            roleBox = qt.QComboBox()
+            roleBox.addItems(list(ROLES))
+            roleBox.currentText = role.role
+            table.setCellWidget(row, 1, roleBox)
+            table.setItem(row, 2, qt.QTableWidgetItem(f"{role.prescription_gy:g}" if role.prescription_gy else ""))
+            organBox = qt.QComboBox()
+            organBox.addItems(["", *ORGAN_SYNONYMS])
+            organBox.currentText = role.organ or ""
+            table.setCellWidget(row, 3, organBox)
+
+    def _tableRoles(self) -> dict:
+        """{structure: StructureRole} as the table reads now (InputError for a malformed row)."""
+        table = self.ui.rolesTable
+        return {
+            table.item(row, 0).text(): role_from_fields(
+                table.item(row, 0).text(), table.cellWidget(row, 1).currentText,
+                table.item(row, 2).text() if table.item(row, 2) else "", table.cellWidget(row, 3).currentText,
+            )
+            for row in range(table.rowCount)
+        }
 
 
 class ScribbleDoseLogic(ScribbleDoseSceneLogic, ScriptedLoadableModuleLogic):

@@ -121,6 +121,20 @@ def read_roles(path: str | Path) -> dict[str, StructureRole]:
     return {str(name): _role_entry(entry, f"{path}: '{name}'") for name, entry in data.items()}
 
 
+def role_from_fields(name: str, role: str, prescription: str = "", organ: str = "") -> StructureRole:
+    """A role from the texts of a roles table row (ScribbleDose's panel); fields that do not apply to
+    ``role`` (a prescription of an organ, an organ of a target) are ignored, blank ones are absent."""
+    entry: dict[str, object] = {"role": role}
+    if role == TARGET and prescription.strip():
+        try:
+            entry["prescription_gy"] = float(prescription)
+        except ValueError:
+            raise InputError(f"'{name}': the prescription must be a dose in Gy, got {prescription!r}") from None
+    if role == ORGAN and organ:
+        entry["organ"] = organ
+    return _role_entry(entry, f"'{name}'")
+
+
 def highest_prescription(roles: Mapping[str, StructureRole]) -> float | None:
     """The highest target prescription (Gy), or None when no target has one."""
     doses = [r.prescription_gy for r in roles.values() if r.is_target and r.prescription_gy is not None]

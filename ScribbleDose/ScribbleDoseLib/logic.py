@@ -14,12 +14,21 @@ from typing import TYPE_CHECKING
 from sparsert.background import BackgroundTask
 from sparsert.errors import InputError
 from sparsert.mrml import add_segmentation_node, add_volume_node, segmentation_from_node, volume_from_node
+from sparsert.roles import structure_roles
 
 if TYPE_CHECKING:
     from sparsert.mrml.dose_scene import DoseScene
 
 # The dose scene's modules (slicerio, matplotlib) are imported where used: the module must load in
 # a Slicer whose Python lacks them yet, so that sparsert.dependencies can offer to install them.
+
+
+@dataclass
+class CompletionResult:
+    """The structures node :meth:`ScribbleDoseSceneLogic.completeTask` added, and what the completion warned about."""
+
+    structuresNode: object
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -34,7 +43,11 @@ class DosePrediction:
 class ScribbleDoseSceneLogic:
     """Scribbles on a planning CT -> dense structures -> predicted dose, with results added to ``scene``.
 
-    ``appLogic`` (Slicer's application logic) is needed only to render snapshots.
+    Each step is a :class:`~sparsert.background.BackgroundTask` (the module runs it off the GUI
+    thread; scripts call its ``run()``): :meth:`completeTask` (scribbles -> a new structures node),
+    :meth:`doseTask` (structures, completed or drawn, with their roles -> a new dose node).
+    :meth:`predictDose` chains both in the calling thread. A step that fails or is cancelled adds
+    nothing. ``appLogic`` (Slicer's application logic) is needed only to render snapshots.
     """
 
     def __init__(self, scene, appLogic=None) -> None:
@@ -45,22 +58,23 @@ class ScribbleDoseSceneLogic:
     def predictDose(
         self, ctNode, scribblesNode, completionMethod="scm", doseModel="dose-mask", device="cpu"
     ) -> DosePrediction:
-        """Complete the scribbles into structures and predict the dose (Gy) on the CT grid, in the
-        calling thread; :meth:`doseTask` does the same off the GUI thread."""
-        return self.doseTask(ctNode, scribblesNode, completionMethod, doseModel, device).run()
+        """Complete the scribbles into structures (roles guessed from their names) and predict the
+        dose (Gy) on the CT grid, in the calling thread."""
+        completion = self.completeTask(ctNode, scribblesNode, completionMethod, device)
+        from sparsert.dose.predict import load_dose_model
 
-    def doseTask(self, ctNode, scribblesNode, completionMethod="scm", doseModel="dose-mask", device="cpu"):
-        """A :class:`~sparsert.background.BackgroundTask` completing the scribbles and predicting the
-        dose; its result is a :class:`DosePrediction`.
+        load_dose_model(doseModel, device)  # missing weights are reported before the completion runs
+        completed = completion.run()
+        doseNode = self.doseTask(ctNode, completed.structuresNode, None, doseModel, device).run()
+        return DosePrediction(completed.structuresNode, doseNode, completed.warnings)
 
-        The result adds two nodes: the structures, ``<scribbles>_structures`` (the scribble node is
-        left as drawn), and the dose, ``<CT>_PredictedDose``; :meth:`showDose` makes the latter a
-        SlicerRT dose and shows it. ``completionMethod`` is a name of
-        :data:`sparsert.completion.METHODS`, ``doseModel`` a registered dose model or a checkpoint file.
+    def completeTask(self, ctNode, scribblesNode, method="scm", device="cpu"):
+        """A task completing the scribbles into dense structures; its result, a :class:`CompletionResult`,
+        adds ``<scribbles>_structures`` (the scribble node is left as drawn).
 
-        Raises :class:`InputError` when an input is missing or unusable (here, or from the task's
-        result), and :class:`MissingComponentError` when a model's weights are missing; nothing is
-        added then, nor when the task is cancelled.
+        ``method`` is a name of :data:`sparsert.completion.METHODS`. Raises :class:`InputError` when an
+        input is missing or has no scribble (here, or from the result), :class:`MissingComponentError`
+        when the completion model's weights are missing.
         """
         if ctNode is None:
             raise InputError("no CT volume selected")
@@ -73,28 +87,60 @@ class ScribbleDoseSceneLogic:
                 f"segmentation '{scribblesNode.GetName()}' has no scribble on CT '{ctNode.GetName()}': "
                 "draw a few strokes in each structure first"
             )
+        # Imported here, not at the top: Slicer imports every scripted module at startup, and this loads PyTorch.
+        from sparsert.completion import completer
+
+        complete = completer(method, device=device)  # an unknown method is reported now, not from the thread
 
         def work(progress):
-            # Imported here, not at the top: Slicer imports every scripted module at startup, and these load PyTorch.
-            from sparsert.completion import completer
+            progress.report("Completing the scribbles into structures")
+            return complete(ct, scribbles)
+
+        def finish(structures) -> CompletionResult:
+            name = self.scene.GenerateUniqueName(f"{scribblesNode.GetName()}_structures")
+            return CompletionResult(add_segmentation_node(self.scene, structures, name, ctNode), list(structures.warnings))
+
+        return BackgroundTask(work, finish)
+
+    def structureRoles(self, structuresNode, roles=None) -> dict:
+        """{segment name: StructureRole} of the node's segments: guessed from the names, then ``roles``."""
+        if structuresNode is None:
+            raise InputError("no structures selected")
+        segmentation = structuresNode.GetSegmentation()
+        names = [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())]
+        return structure_roles(names, roles)
+
+    def doseTask(self, ctNode, structuresNode, roles=None, doseModel="dose-mask", device="cpu"):
+        """A task predicting the dose (Gy) on the CT grid from dense structures; its result is the new
+        dose node ``<CT>_PredictedDose``, which :meth:`showDose` makes a SlicerRT dose and shows.
+
+        ``roles`` ({segment name: StructureRole}) override the roles guessed from the names (a
+        ``background`` role leaves a segment out); ``doseModel`` is a registered dose model or a
+        checkpoint file. Raises :class:`InputError` for missing inputs or roles the model cannot use
+        (no target, a target without prescription, an organ it does not know), and
+        :class:`MissingComponentError` when the model's weights are missing.
+        """
+        if ctNode is None:
+            raise InputError("no CT volume selected")
+        if structuresNode is None:
+            raise InputError("no structures selected: complete the scribbles or choose a segmentation")
+        ct = volume_from_node(ctNode)
+        structures = segmentation_from_node(structuresNode, ct.geometry)
+        from sparsert.dose.inputs import checked_roles
+
+        resolved = checked_roles(structures.names, roles)
+
+        def work(progress):
+            # Imported here, not at the top: Slicer imports every scripted module at startup, and this loads PyTorch.
             from sparsert.dose.predict import load_dose_model, predict_dose
 
-            progress.report("Loading the models")
-            complete = completer(completionMethod, device=device)
-            # The dose model before the completion, so that missing weights are reported without waiting for it.
+            progress.report("Loading the dose model")
             model = load_dose_model(doseModel, device)
-            progress.report("Completing the scribbles into structures")
-            structures = complete(ct, scribbles)
             progress.report("Predicting the dose")
-            return structures, predict_dose(model, ct, structures)
+            return predict_dose(model, ct, structures, roles=resolved)
 
-        def finish(output) -> DosePrediction:
-            structures, dose = output
-            structuresNode = add_segmentation_node(
-                self.scene, structures, self.scene.GenerateUniqueName(f"{scribblesNode.GetName()}_structures"), ctNode
-            )
-            doseNode = add_volume_node(self.scene, dose, self.scene.GenerateUniqueName(f"{ctNode.GetName()}_PredictedDose"))
-            return DosePrediction(structuresNode, doseNode, list(structures.warnings))
+        def finish(dose):
+            return add_volume_node(self.scene, dose, self.scene.GenerateUniqueName(f"{ctNode.GetName()}_PredictedDose"))
 
         return BackgroundTask(work, finish)
 

@@ -17,6 +17,7 @@ from sparsert.roles import (
     highest_prescription,
     is_target,
     read_roles,
+    role_from_fields,
     structure_roles,
 )
 
@@ -100,3 +101,16 @@ def test_roles_file_is_read_and_checked(tmp_path):
             read_roles(bad)
     with pytest.raises(InputError, match="missing.json: roles file not found"):
         read_roles(tmp_path / "missing.json")
+
+
+def test_roles_table_rows_become_roles():
+    assert role_from_fields("CTV_high", "target", " 66 ", "Larynx") == StructureRole("target", 66.0)
+    assert role_from_fields("Cord PRV", "organ", "70", "SpinalCord") == StructureRole("organ", organ="SpinalCord")
+    assert role_from_fields("Body", "background", "70", "Larynx") == StructureRole("background")
+    assert role_from_fields("PTV", "target", "") == StructureRole("target")
+    with pytest.raises(InputError, match="'PTV': the prescription must be a dose in Gy, got 'seventy'"):
+        role_from_fields("PTV", "target", "seventy")
+    with pytest.raises(InputError, match="'PTV': prescription_gy must be a positive number"):
+        role_from_fields("PTV", "target", "-5")
+    with pytest.raises(InputError, match="role must be one of"):
+        role_from_fields("X", "tumour")

@@ -22,6 +22,7 @@ from sparsert.errors import Cancelled, InputError, MissingComponentError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.segmentation_io import read_segmentation
 from sparsert.io.volume import Volume, read_image
+from sparsert.roles import StructureRole
 from sparsert.mrml import (
     HeadlessSlicer,
     add_segmentation_node,
@@ -38,7 +39,7 @@ MODULES = ["ScribbleDose", "InteractiveRefine", "CrossModalSeg"]
 SAMPLE = REPO_ROOT / "Resources" / "SampleData" / "OpenKBP-pt_201"
 # Parameters each module's parameter node must hold (the inputs of its main action).
 PARAMETERS = {
-    "ScribbleDose": {"ctVolume", "scribbles"},
+    "ScribbleDose": {"ctVolume", "scribbles", "structures"},
     "InteractiveRefine": {"ctVolume", "petVolume", "resumeSegmentation"},
     "CrossModalSeg": {"ctVolume", "mrVolume"},
 }
@@ -286,6 +287,18 @@ def test_scribble_dose_predicts_and_shows_the_dose_of_the_sample_scribbles(scene
     after = segmentation_from_node(scribbles_node, ct.geometry)
     assert after.names == scribbles.names
     assert all(np.array_equal(a.mask, b.mask) for a, b in zip(after.segments, scribbles.segments))
+
+    # Roles guessed from the names, then edited (as in the module's roles table) for another prediction.
+    roles = logic.structureRoles(prediction.structuresNode)
+    assert roles["PTV70"] == StructureRole("target", 70.0)
+    with pytest.raises(InputError, match="no target among the structures"):
+        no_targets = {name: StructureRole("background") for name, role in roles.items() if role.is_target}
+        logic.doseTask(ct_node, prediction.structuresNode, no_targets)
+    lower = logic.doseTask(
+        ct_node, prediction.structuresNode, {"PTV70": StructureRole("target", 35.0)}, doseModel=str(run / "best.pt")
+    ).run()
+    assert lower.GetName() == "pt_201 CT_PredictedDose_1"
+    assert not np.array_equal(volume_from_node(lower).array, dose.array)
 
     shown = logic.showDose(ct_node, prediction.structuresNode, prediction.doseNode)
     assert prediction.doseNode.GetAttribute("DicomRtImport.DoseVolume") == "1"
