@@ -69,8 +69,8 @@ def test_refine_without_clicks_and_with_an_ensemble(tmp_path, images, model_file
 def test_refine_errors(tmp_path, images, model_files, capsys):
     _, ct_path, pet_path = images
     base = ["refine", "--image", str(ct_path), "--image", str(pet_path), "--out", str(tmp_path / "o.seg.nrrd")]
-    assert main(base) == 1
-    assert "no model named 'icr-sts-petct' for refinement" in capsys.readouterr().err
+    assert main(base + ["--model", "no-such-model"]) == 1
+    assert "no model named 'no-such-model' for refinement" in capsys.readouterr().err
     model = ["--model", str(model_files[0])]
     bad = [
         ([{"ijk": [1, 2], "positive": True}], "click 1: 'ijk' must be a list of three numbers"),
