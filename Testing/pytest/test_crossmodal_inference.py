@@ -86,9 +86,10 @@ def test_bad_checkpoint(tmp_path):
         load_checkpoint(path)
 
 
-def test_no_registered_model_yet():
-    with pytest.raises(MissingComponentError, match=r"no model named 'crossmodal' for crossmodal"):
-        load_model()
+def test_models_resolve_by_name():
+    assert load_model().source.endswith("crossmodal-v1.pt")  # the shipped default
+    with pytest.raises(MissingComponentError, match=r"no model named 'no-such-model' for crossmodal"):
+        load_model("no-such-model")
 
 
 def test_cli(sts_dir, tmp_path, capsys):

@@ -47,3 +47,17 @@ def test_the_shipped_refinement_model_improves_with_clicks_on_a_held_out_patient
     dice = evaluate_refinement(model, [case], max_clicks=5)["dice_curve"]
     # Measured 0.584 automatic and 0.903 after 5 clicks (model card).
     assert dice[0] > 0.4 and dice[5] > 0.85 and dice[5] > dice[0] + 0.2
+
+
+def test_the_shipped_cross_modal_model_segments_a_held_out_patient(sts_dir):
+    """STS_006 is in fold 0's held-out patients, which crossmodal v1 never saw."""
+    from sparsert.crossmodal import TUMOUR, load_model, segment_tumour
+    from sparsert.io.volume import read_image
+    from sparsert.metrics.segmentation import dice
+
+    case = sts_dir / "STS_006"
+    ct, mr = read_image(case / "CT_image.nii.gz"), read_image(case / "MR_T1_image.nii.gz")
+    result = segment_tumour(ct, mr, load_model("crossmodal"))
+    truth = read_image(case / "CT_mask.nii.gz").array > 0
+    # Measured 0.782 (model card).
+    assert result.warnings == [] and dice(result[TUMOUR].mask, truth) > 0.7
