@@ -106,9 +106,10 @@ def test_cli(sts_dir, tmp_path, capsys):
     # CT alone: the fallback, with its warning.
     assert main(["crossmodal", "--ct", ct, "--out", str(tmp_path / "ct.seg.nrrd"), "--model", str(checkpoint)]) == 0
     assert "warning: no MR given" in capsys.readouterr().err
-    # No model registered yet, and --model not given: the registry's message.
-    assert main(["crossmodal", "--ct", ct, "--mr", mr, "--out", str(tmp_path / "x.seg.nrrd")]) == 1
-    assert "no model named 'crossmodal' for crossmodal" in capsys.readouterr().err
+    # Without --model the shipped one runs.
+    assert main(["crossmodal", "--ct", ct, "--mr", mr, "--out", str(tmp_path / "x.seg.nrrd")]) == 0
+    assert read_segmentation(tmp_path / "x.seg.nrrd")[TUMOUR].mask.any()
+    capsys.readouterr()
     # An existing output is not replaced; a transform needs an MR.
     assert main(["crossmodal", "--ct", ct, "--mr", mr, "--out", str(out), "--model", str(checkpoint)]) == 1
     assert "already exists" in capsys.readouterr().err
