@@ -21,7 +21,8 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from sparsert.dependencies import install_in_slicer
-from sparsert.errors import Cancelled, InputError, SparseRTError
+from sparsert.background import TaskMonitor
+from sparsert.errors import InputError, SparseRTError
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_volume_node
 
@@ -67,7 +68,7 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._task = None  # the running segmentation (a sparsert.background.BackgroundTask)
+        self._tasks = None  # runs the segmentation off the GUI thread (a sparsert.background.TaskMonitor)
         self._taskTimer = None
 
     def setup(self) -> None:
@@ -84,6 +85,7 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         # The segmentation runs in a worker thread; the timer shows its progress and collects it.
+        self._tasks = TaskMonitor(self._showStatus, self._showRunning)
         self._taskTimer = qt.QTimer()
         self._taskTimer.setInterval(200)
         self._taskTimer.connect("timeout()", self._pollTask)
@@ -126,7 +128,7 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         ready = bool(self._parameterNode and self._parameterNode.ctVolume)
-        self.ui.applyButton.enabled = ready and self._task is None
+        self.ui.applyButton.enabled = ready and not self._tasks.running
         if not ready:
             self.ui.applyButton.toolTip = _("Select a CT volume (and the MR registered to it).")
         elif self._parameterNode.mrVolume:
@@ -139,39 +141,29 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
             install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             try:
-                self._task = self.logic.tumourTask(self._parameterNode.ctVolume, self._parameterNode.mrVolume).start()
+                task = self.logic.tumourTask(self._parameterNode.ctVolume, self._parameterNode.mrVolume)
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise
-        self._showRunning(True)
+            self._tasks.start(task, self._showResult)
+
+    def _showResult(self, result) -> None:
+        lines = [_("Tumour segmentation: {name}").format(name=result.segmentationNode.GetName())]
+        lines += [_("Warning: {warning}").format(warning=w) for w in result.warnings]
+        self.ui.statusLabel.text = "\n".join(lines)
 
     def onCancelButton(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self.ui.statusLabel.text = _("Cancelling after the current step...")
+        self._tasks.cancel()
 
     def _pollTask(self) -> None:
-        self.ui.statusLabel.text = self._task.progress.text
-        if not self._task.done:
-            return
-        task, self._task = self._task, None
-        self._showRunning(False)
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
-            try:
-                result = task.result()
-            except Cancelled as cancelled:
-                self.ui.statusLabel.text = str(cancelled)
-                return
-            except SparseRTError as error:
-                self.ui.statusLabel.text = str(error)
-                raise
-            lines = [_("Tumour segmentation: {name}").format(name=result.segmentationNode.GetName())]
-            lines += [_("Warning: {warning}").format(warning=w) for w in result.warnings]
-            self.ui.statusLabel.text = "\n".join(lines)
+            self._tasks.poll()
+
+    def _showStatus(self, text: str) -> None:
+        self.ui.statusLabel.text = text
 
     def _showRunning(self, running: bool) -> None:
-        self.ui.progressBar.visible = running
-        self.ui.cancelButton.visible = running
+        self.ui.progressBar.visible = self.ui.cancelButton.visible = running
         if running:
             self._taskTimer.start()
         else:

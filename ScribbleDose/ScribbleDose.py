@@ -23,7 +23,8 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from sparsert.dependencies import install_in_slicer
-from sparsert.errors import Cancelled, InputError, MissingComponentError, SparseRTError
+from sparsert.background import TaskMonitor
+from sparsert.errors import InputError, MissingComponentError, SparseRTError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_segmentation_node, add_volume_node
@@ -107,8 +108,7 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._task = None  # the running step (a sparsert.background.BackgroundTask)
-        self._onTaskResult = None  # what to do with its result, on the GUI thread
+        self._tasks = None  # runs Complete and Predict dose off the GUI thread (a sparsert.background.TaskMonitor)
         self._taskTimer = None
         self._rolesNode = None  # the structures node the roles table shows
 
@@ -128,6 +128,7 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.rolesTable.horizontalHeader().setStretchLastSection(True)
         # Steps run in a worker thread; the timer shows their progress and collects them.
+        self._tasks = TaskMonitor(self._showStatus, self._showRunning)
         self._taskTimer = qt.QTimer()
         self._taskTimer.setInterval(200)
         self._taskTimer.connect("timeout()", self._pollTask)
@@ -174,7 +175,7 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
-        idle = self._task is None
+        idle = not self._tasks.running
         canComplete = bool(parameters and parameters.ctVolume and parameters.scribbles)
         canPredict = bool(parameters and parameters.ctVolume and parameters.structures)
         self.ui.completeButton.enabled = canComplete and idle
@@ -192,7 +193,12 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay(_("Completion failed."), waitCursor=True):
             install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
-            self._start(self.logic.completeTask(self._parameterNode.ctVolume, self._parameterNode.scribbles), self._completed)
+            try:
+                task = self.logic.completeTask(self._parameterNode.ctVolume, self._parameterNode.scribbles)
+            except SparseRTError as error:
+                self.ui.statusLabel.text = str(error)
+                raise
+            self._tasks.start(task, self._completed)
 
     def _completed(self, result) -> None:
         self._parameterNode.structures = result.structuresNode
@@ -206,8 +212,12 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Dose prediction failed."), waitCursor=True):
             install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             ctNode, structuresNode = self._parameterNode.ctVolume, self._parameterNode.structures
-            task = self.logic.doseTask(ctNode, structuresNode, self._tableRoles())
-            self._start(task, lambda doseNode: self._showPrediction(ctNode, structuresNode, doseNode))
+            try:
+                task = self.logic.doseTask(ctNode, structuresNode, self._tableRoles())
+            except SparseRTError as error:
+                self.ui.statusLabel.text = str(error)
+                raise
+            self._tasks.start(task, lambda doseNode: self._showPrediction(ctNode, structuresNode, doseNode))
 
     def _showPrediction(self, ctNode, structuresNode, doseNode) -> None:
         doseScene = self.logic.showDose(ctNode, structuresNode, doseNode, roles=self._tableRoles())
@@ -220,39 +230,23 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # Background steps ------------------------------------------------------------------------
 
-    def _start(self, task, onResult) -> None:
-        """Run ``task`` in its worker thread; ``onResult(result)`` runs here once it is collected."""
-        try:
-            self._task, self._onTaskResult = task.start(), onResult
-        except SparseRTError as error:
-            self.ui.statusLabel.text = str(error)
-            raise
-        self.ui.progressBar.visible = self.ui.cancelButton.visible = True
-        self._taskTimer.start()
-        self._checkCanApply()
-
     def onCancelButton(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self.ui.statusLabel.text = _("Cancelling after the current step...")
+        self._tasks.cancel()
 
     def _pollTask(self) -> None:
-        self.ui.statusLabel.text = self._task.progress.text
-        if not self._task.done:
-            return
-        task, onResult = self._task, self._onTaskResult
-        self._task = self._onTaskResult = None
-        self._taskTimer.stop()
-        self.ui.progressBar.visible = self.ui.cancelButton.visible = False
-        self._checkCanApply()
         with slicer.util.tryWithErrorDisplay(_("ScribbleDose failed."), waitCursor=True):
-            try:
-                onResult(task.result())
-            except Cancelled as cancelled:
-                self.ui.statusLabel.text = str(cancelled)
-            except SparseRTError as error:
-                self.ui.statusLabel.text = str(error)
-                raise
+            self._tasks.poll()
+
+    def _showStatus(self, text: str) -> None:
+        self.ui.statusLabel.text = text
+
+    def _showRunning(self, running: bool) -> None:
+        self.ui.progressBar.visible = self.ui.cancelButton.visible = running
+        if running:
+            self._taskTimer.start()
+        else:
+            self._taskTimer.stop()
+        self._checkCanApply()
 
     # Roles table -----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from sparsert.errors import Cancelled, InputError
+from sparsert.errors import Cancelled, InputError, SparseRTError
 
 Output = TypeVar("Output")
 Result = TypeVar("Result")
@@ -103,3 +103,51 @@ class BackgroundTask(Generic[Output, Result]):
         except BaseException as error:  # noqa: BLE001 - handed to the collecting thread, which re-raises it
             self._error = error
         self._ended.set()
+
+
+class TaskMonitor:
+    """One background task at a time for a module panel, which calls :meth:`poll` from a GUI timer.
+
+    ``show_status(text)`` shows progress and outcomes; ``show_running(running)`` shows or hides the
+    busy bar and Cancel button (and starts or stops the panel's timer). When the task ends, :meth:`poll`
+    collects it on the calling (GUI) thread and hands the result to the ``on_result`` given to
+    :meth:`start`; a cancelled task only shows its message, an error is shown and raised again (for
+    the panel's error dialog).
+    """
+
+    def __init__(self, show_status: Callable[[str], None], show_running: Callable[[bool], None]) -> None:
+        self._show_status, self._show_running = show_status, show_running
+        self._task: BackgroundTask | None = None
+        self._on_result: Callable | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def start(self, task: BackgroundTask, on_result: Callable) -> None:
+        if self._task is not None:
+            raise InputError("another step is still running: wait for it or cancel it")
+        self._task, self._on_result = task.start(), on_result
+        self._show_running(True)
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._show_status("Cancelling after the current step...")
+
+    def poll(self) -> None:
+        if self._task is None:
+            return
+        self._show_status(self._task.progress.text)
+        if not self._task.done:
+            return
+        task, on_result = self._task, self._on_result
+        self._task = self._on_result = None
+        self._show_running(False)
+        try:
+            on_result(task.result())
+        except Cancelled as cancelled:
+            self._show_status(str(cancelled))
+        except SparseRTError as error:
+            self._show_status(str(error))
+            raise

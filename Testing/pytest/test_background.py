@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sparsert.background import BackgroundTask
+from sparsert.background import BackgroundTask, TaskMonitor
 from sparsert.errors import Cancelled, InputError
 
 
@@ -76,3 +76,44 @@ def test_errors_reach_the_collector_and_run_works_in_place():
     with pytest.raises(InputError, match="bad CT"):
         task.result()
     assert BackgroundTask(lambda progress: 2, lambda output: output * 3).run() == 6
+
+
+def test_the_monitor_shows_progress_collects_and_reports():
+    statuses, running, results = [], [], []
+    monitor = TaskMonitor(statuses.append, running.append)
+    release = threading.Event()
+
+    def work(progress):
+        progress.report("Predicting")
+        release.wait(5)
+        return 1
+
+    monitor.start(BackgroundTask(work, lambda output: output + 1), results.append)
+    assert monitor.running and running == [True]
+    with pytest.raises(InputError, match="another step is still running"):
+        monitor.start(BackgroundTask(work, lambda output: output), results.append)
+    release.set()
+    deadline = time.monotonic() + 10
+    while monitor.running:
+        assert time.monotonic() < deadline
+        monitor.poll()
+        time.sleep(0.01)
+    assert results == [2] and running == [True, False] and "Predicting" in statuses
+
+    # A cancelled task shows its message and hands nothing on; an error is shown and raised.
+    monitor.start(BackgroundTask(lambda progress: progress.report("never"), results.append), results.append)
+    monitor.cancel()
+    while monitor.running:
+        monitor.poll()
+        time.sleep(0.01)
+    assert results == [2] and "nothing was added" in statuses[-1]
+
+    def fail(progress):
+        raise InputError("no target among the structures")
+
+    monitor.start(BackgroundTask(fail, results.append), results.append)
+    with pytest.raises(InputError, match="no target"):
+        while True:
+            monitor.poll()
+            time.sleep(0.01)
+    assert statuses[-1] == "no target among the structures" and not monitor.running
