@@ -92,10 +92,12 @@ def _render_view(scene, app_logic, layers, orientation, path, center, fov, size)
         try:
             slice_node.SetOrientation(orientation)
             slice_node.SetDimensions(size, size, 1)
-            # The right part of the view is the legend's: widen the view and move the content left.
-            slice_node.SetFieldOfView(fov / (1.0 - LEGEND_WIDTH), fov / (1.0 - LEGEND_WIDTH), 1.0)
+            # The right part of the view is the legend's: widen the view and move the content left by
+            # half the legend's width, so it is centred in the rest (the XYZ origin is in millimetres).
+            view_fov = fov / (1.0 - LEGEND_WIDTH)
+            slice_node.SetFieldOfView(view_fov, view_fov, 1.0)
             slice_node.JumpSliceByCentering(*center)
-            slice_node.SetXYZOrigin(size * LEGEND_WIDTH / 4.0, 0.0, 0.0)
+            slice_node.SetXYZOrigin(view_fov * LEGEND_WIDTH / 2.0, 0.0, 0.0)
             composite.SetBackgroundVolumeID(layers.background_id)
             composite.SetForegroundVolumeID(layers.foreground_id)
             composite.SetForegroundOpacity(layers.foreground_opacity)
