@@ -151,6 +151,9 @@ def test_train_and_evaluate_through_the_cli(data_dir, tmp_path, capsys):
     # A second run into the same folder is refused unless resumed.
     assert main(argv) == 1
     assert "holds a checkpoint already" in capsys.readouterr().err
+    # A preset is chosen with --variant: --set variant=... would record a name without its settings.
+    assert main(argv[:-2] + ["--out", str(tmp_path / "other"), "--set", "variant=ssl"]) == 1
+    assert "choose an experiment with --variant ssl" in capsys.readouterr().err
 
     metrics = tmp_path / "metrics.json"
     assert main(["evaluate", "crossmodal", "--data", str(data_dir), "--runs", str(out), "--out", str(metrics),

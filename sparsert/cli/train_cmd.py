@@ -249,9 +249,13 @@ def run_crossmodal(args: argparse.Namespace) -> int:
     from sparsert.training.distributed import main_first
     from sparsert.training.folds import fold_split
 
+    settings = parse_settings(args.set)
+    if "variant" in settings:
+        # The name alone would record a preset whose settings were never applied.
+        raise InputError(f"choose an experiment with --variant {settings['variant']}, not --set variant=...")
     overrides = {
         **(variant_settings(args.variant) if args.variant else {}),
-        "steps": args.steps, "seed": args.seed, "scribbles.source": args.scribbles, **parse_settings(args.set),
+        "steps": args.steps, "seed": args.seed, "scribbles.source": args.scribbles, **settings,
     }
     config = load_config(CrossModalTrainConfig, args.config, overrides)
     if args.fold not in (None, "all") and not args.fold.isdigit():
