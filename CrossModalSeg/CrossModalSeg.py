@@ -20,11 +20,12 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from sparsert.dependencies import install_in_slicer
 from sparsert.background import TaskMonitor
+from sparsert.dependencies import install_in_slicer
 from sparsert.errors import InputError, SparseRTError
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_volume_node
+from sparsert.models.registry import load_registry
 
 
 class CrossModalSeg(ScriptedLoadableModule):
@@ -89,6 +90,8 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._taskTimer = qt.QTimer()
         self._taskTimer.setInterval(200)
         self._taskTimer.connect("timeout()", self._pollTask)
+        # The registered models of this task (Resources/Models.json).
+        self.ui.modelSelector.addItems(sorted(e.name for e in load_registry().values() if e.task == "crossmodal"))
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -141,7 +144,9 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
             install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             try:
-                task = self.logic.tumourTask(self._parameterNode.ctVolume, self._parameterNode.mrVolume)
+                task = self.logic.tumourTask(
+                    self._parameterNode.ctVolume, self._parameterNode.mrVolume, self.ui.modelSelector.currentText or None
+                )
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise

@@ -24,6 +24,7 @@ from sparsert.dependencies import install_in_slicer
 from sparsert.errors import InputError, SparseRTError
 from sparsert.io.volume import Geometry, Volume
 from sparsert.mrml import add_volume_node
+from sparsert.models.registry import load_registry
 
 
 class InteractiveRefine(ScriptedLoadableModule):
@@ -109,6 +110,8 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             shortcut.setEnabled(False)
             shortcut.connect("activated()", slot)
             self._shortcuts.append(shortcut)
+        # The registered models of this task (Resources/Models.json).
+        self.ui.modelSelector.addItems(sorted(e.name for e in load_registry().values() if e.task == "refinement"))
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -171,7 +174,7 @@ class InteractiveRefineWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
             install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             try:
-                result = self.logic.segmentTumour(volumes)
+                result = self.logic.segmentTumour(volumes, self.ui.modelSelector.currentText or None)
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise
