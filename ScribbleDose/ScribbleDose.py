@@ -213,14 +213,16 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             ctNode, structuresNode = self._parameterNode.ctVolume, self._parameterNode.structures
             try:
-                task = self.logic.doseTask(ctNode, structuresNode, self._tableRoles())
+                # Read once: the DVH metrics use the roles the prediction used, whatever is edited meanwhile.
+                roles = self._tableRoles()
+                task = self.logic.doseTask(ctNode, structuresNode, roles)
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)
                 raise
-            self._tasks.start(task, lambda doseNode: self._showPrediction(ctNode, structuresNode, doseNode))
+            self._tasks.start(task, lambda doseNode: self._showPrediction(ctNode, structuresNode, doseNode, roles))
 
-    def _showPrediction(self, ctNode, structuresNode, doseNode) -> None:
-        doseScene = self.logic.showDose(ctNode, structuresNode, doseNode, roles=self._tableRoles())
+    def _showPrediction(self, ctNode, structuresNode, doseNode, roles) -> None:
+        doseScene = self.logic.showDose(ctNode, structuresNode, doseNode, roles=roles)
         self.ui.statusLabel.text = _("Predicted dose '{dose}' from structures '{structures}'; 100 % = {gy:g} Gy ({source}).").format(
             dose=doseNode.GetName(),
             structures=structuresNode.GetName(),
