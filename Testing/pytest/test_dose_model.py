@@ -143,3 +143,24 @@ def test_the_ct_only_baseline_ignores_structures():
     other = x.clone()
     other[:, TARGET_CHANNEL:BODY_CHANNEL] = torch.rand(1, BODY_CHANNEL - TARGET_CHANNEL, 16, 16, 16)
     assert torch.equal(net(x), net(other))
+
+
+def test_training_batches_pad_small_cases_outside_the_body_instead_of_dropping_cases():
+    from itertools import cycle
+
+    from sparsert.training.dose import DoseTrainConfig, WorkingCase, random_batch
+
+    def case(name: str, shape: tuple[int, int, int]) -> WorkingCase:
+        channels = torch.rand(BODY_CHANNEL + 1, *shape)
+        channels[BODY_CHANNEL] = 1.0
+        return WorkingCase(name, channels, torch.rand(1, *shape), 70.0)
+
+    config = DoseTrainConfig(batch=2, crop=(16, 16, 16), flip_p=0.5)
+    cases = [case("large", (20, 24, 24)), case("small", (16, 10, 9))]
+    x, y = random_batch(cases, cycle([0, 1]), config, np.random.default_rng(0))
+    assert x.shape == (2, BODY_CHANNEL + 1, 16, 16, 16) and y.shape == (2, 1, 16, 16, 16)
+    assert x[0, BODY_CHANNEL].min() == 1.0
+    body = x[1, BODY_CHANNEL]
+    assert body.sum() == 16 * 10 * 9  # the whole small case, nothing more
+    assert torch.all(y[1][0][body == 0] == 0) and torch.all(x[1][1:, body == 0] == 0)
+    assert torch.all(x[1][0][body == 0] == -1.0)  # air in the wide CT window, as inference pads

@@ -34,16 +34,20 @@ def to_ct_grid(dose: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return F.interpolate(dose, size=tuple(shape), mode="trilinear", align_corners=False)
 
 
-def pad_to_multiple(channels: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
-    """Pad the spatial axes at their end to a multiple; returns the padded tensor and the original region."""
-    shape = channels.shape[2:]
-    padded_shape = tuple(-(-n // multiple) * multiple for n in shape)
-    out = channels.new_zeros(channels.shape[:2] + padded_shape)
+def pad_to_shape(channels: torch.Tensor, shape: Sequence[int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Pad the spatial axes at their end up to ``shape`` (air in the wide CT window, zero elsewhere);
+    returns the padded tensor and the original region."""
+    out = channels.new_zeros(channels.shape[:2] + tuple(shape))
     for c, value in enumerate(_PAD_VALUES):
         out[:, c] = value
-    region = tuple(slice(0, n) for n in shape)
+    region = tuple(slice(0, n) for n in channels.shape[2:])
     out[(slice(None), slice(None)) + region] = channels
     return out, region
+
+
+def pad_to_multiple(channels: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Pad the spatial axes at their end to a multiple; returns the padded tensor and the original region."""
+    return pad_to_shape(channels, tuple(-(-n // multiple) * multiple for n in channels.shape[2:]))
 
 
 def flip_lr(channels: torch.Tensor, organ_start: int, left_right: tuple[int, int]) -> torch.Tensor:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sparsert.dose.grid import as_batch, flip_lr, to_ct_grid, to_working, working_shape
+from sparsert.dose.grid import as_batch, flip_lr, pad_to_shape, to_ct_grid, to_working, working_shape
 from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, TARGET_CHANNEL, automatic_body, checked_roles, structure_channels
 from sparsert.dose.predict import PAROTIDS, body_statistics, network_dose
 from sparsert.losses.dose import dose_losses
@@ -92,22 +92,25 @@ def working_case(case: CachedCase, config: DoseTrainConfig, rng: np.random.Gener
 def random_batch(
     cases: list[WorkingCase], order: Iterator[int], config: DoseTrainConfig, rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random crops of the next ``config.batch`` cases of ``order``, some mirrored left-right."""
+    """Random crops of the next ``config.batch`` cases of ``order``, some mirrored left-right.
+
+    A case smaller than the crop along an axis is padded up to it as inference pads: the padding lies
+    outside the possible-dose mask (body channel 0) and so adds nothing to the losses, and every step
+    trains the same number of cases whatever their sizes.
+    """
+    full = tuple(m // 8 * 8 for m in config.crop)
     xs, ys = [], []
     for case in (cases[next(order)] for _ in range(config.batch)):
         box = []
-        for n, m in zip(case.channels.shape[1:], config.crop):
-            size = min(n, m) // 8 * 8
-            start = int(rng.integers(n - size + 1))
-            box.append(slice(start, start + size))
+        for n, m in zip(case.channels.shape[1:], full):
+            start = int(rng.integers(n - min(n, m) + 1))
+            box.append(slice(start, start + min(n, m)))
         x, y = case.channels[(slice(None), *box)][None], case.dose[(slice(None), *box)][None]
         if rng.random() < config.flip_p:
             x, y = flip_lr(x, ORGAN_CHANNELS.start, PAROTIDS), y.flip(-1)
-        xs.append(x)
-        ys.append(y)
-    shapes = {tuple(x.shape) for x in xs}
-    if len(shapes) > 1:  # cases smaller than the crop: train them one at a time
-        xs, ys = xs[:1], ys[:1]
+        xs.append(pad_to_shape(x, full)[0])
+        ys.append(y.new_zeros((1, 1, *full)))
+        ys[-1][(slice(None), slice(None), *(slice(0, n) for n in y.shape[2:]))] = y
     return torch.cat(xs), torch.cat(ys)
 
 
