@@ -4,14 +4,16 @@ The module is a thin Slicer front end: the work happens in ``CrossModalSegLib.lo
 the ``sparsert`` core package.
 """
 
+from typing import Annotated
+
 import numpy as np
 import qt
 import slicer
 import vtk
 from CrossModalSegLib.logic import CrossModalSegSceneLogic
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -54,10 +56,14 @@ class CrossModalSegParameterNode:
 
     ctVolume - the CT.
     mrVolume - the MR of the same patient, registered to the CT.
+    scribbles - optional tumour and Background scribbles to fine-tune the model on for this case.
+    fineTuneSteps - optimiser steps of that fine-tuning.
     """
 
     ctVolume: vtkMRMLScalarVolumeNode
     mrVolume: vtkMRMLScalarVolumeNode
+    scribbles: vtkMRMLSegmentationNode
+    fineTuneSteps: Annotated[int, WithinRange(1, 500)] = 30
 
 
 class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -134,6 +140,8 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = ready and not self._tasks.running
         if not ready:
             self.ui.applyButton.toolTip = _("Select a CT volume (and the MR registered to it).")
+        elif self._parameterNode.scribbles:
+            self.ui.applyButton.toolTip = _("Fine-tune the model on the scribbles, then segment the tumour.")
         elif self._parameterNode.mrVolume:
             self.ui.applyButton.toolTip = _("Segment the tumour from the CT and MR together.")
         else:
@@ -144,8 +152,10 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Tumour segmentation failed."), waitCursor=True):
             install_in_slicer()  # first use: the packages Slicer lacks, after one confirmation
             try:
+                parameters = self._parameterNode
                 task = self.logic.tumourTask(
-                    self._parameterNode.ctVolume, self._parameterNode.mrVolume, self.ui.modelSelector.currentText or None
+                    parameters.ctVolume, parameters.mrVolume, self.ui.modelSelector.currentText or None,
+                    scribblesNode=parameters.scribbles, fineTuneSteps=parameters.fineTuneSteps,
                 )
             except SparseRTError as error:
                 self.ui.statusLabel.text = str(error)

@@ -5,8 +5,8 @@ click placement on top of :class:`InteractiveRefineSceneLogic`, and the test sui
 under the slicer-core wheel.
 
 One refinement session at a time: :meth:`~InteractiveRefineSceneLogic.segmentTumour` starts it
-(automatic result in a new segmentation node); each click, undo and redo updates that node in place
-and records the applied clicks, the model and the input volumes in a tag of its segment
+(automatic result in a new segmentation node); each click, undo and redo rewrites only the region
+of that node's labelmap that changed, in place, and records the applied clicks, the model and the input volumes in a tag of its segment
 (:data:`REFINEMENT_TAG`, saved with the scene and in ``.seg.nrrd`` files), from which
 :meth:`~InteractiveRefineSceneLogic.resumeSession` rebuilds the session after a scene is reloaded.
 """
@@ -18,7 +18,14 @@ import json
 import vtk
 
 from sparsert.errors import InputError
-from sparsert.mrml import add_segmentation_node, update_segmentation_node, volume_from_node, volume_node_geometry
+from sparsert.mrml import (
+    add_segmentation_node,
+    changed_box,
+    update_segment_region,
+    update_segmentation_node,
+    volume_from_node,
+    volume_node_geometry,
+)
 
 SEGMENT = "Tumour"
 REFINEMENT_TAG = "SparseRT.Refinement"
@@ -34,6 +41,7 @@ class InteractiveRefineSceneLogic:
         self.segmentationNode = None
         self._volumeNodes = []
         self._models = []
+        self._shownMask = None  # what the node's tumour segment holds, on the first volume's grid
 
     def segmentTumour(self, volumeNodes, model=None, device="cpu"):
         """Segment the gross tumour automatically and start a refinement session; the result goes
@@ -91,6 +99,7 @@ class InteractiveRefineSceneLogic:
         self._requireSession()
         node = self.segmentationNode
         self.session, self.segmentationNode, self._volumeNodes, self._models = None, None, [], []
+        self._shownMask = None
         return node
 
     @property
@@ -125,6 +134,7 @@ class InteractiveRefineSceneLogic:
 
     def _adopt(self, session, segmentationNode, nodes, models) -> None:
         self.session, self.segmentationNode, self._volumeNodes, self._models = session, segmentationNode, nodes, models
+        self._shownMask = None  # the whole node is written once
         self._show()
 
     def _requireSession(self):
@@ -143,8 +153,17 @@ class InteractiveRefineSceneLogic:
         return result
 
     def _show(self) -> None:
-        """The session's mask into the node, with the record that lets it be resumed."""
-        update_segmentation_node(self.segmentationNode, self.session.segmentation(SEGMENT), self._volumeNodes[0])
+        """The session's mask into the node (only the box where it changed, after the first time),
+        with the record that lets it be resumed."""
+        result = self.session.segmentation(SEGMENT)
+        mask = result[SEGMENT].mask
+        if self._shownMask is None:
+            update_segmentation_node(self.segmentationNode, result, self._volumeNodes[0])
+        else:
+            box = changed_box(self._shownMask, mask)
+            if box is not None:
+                update_segment_region(self.segmentationNode, SEGMENT, mask, result.geometry, box)
+        self._shownMask = mask
         record = {
             "models": self._models,
             "volumes": [node.GetID() for node in self._volumeNodes],

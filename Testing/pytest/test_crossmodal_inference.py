@@ -118,3 +118,24 @@ def test_cli(sts_dir, tmp_path, capsys):
     assert main(["crossmodal", "--ct", ct, "--transform", str(transform), "--out", str(tmp_path / "y.seg.nrrd"),
                  "--model", str(checkpoint)]) == 1
     assert "--transform applies to the MR" in capsys.readouterr().err
+
+
+def test_cli_fine_tunes_on_the_scribbles_of_the_case(case, sts_dir, tmp_path, capsys):
+    from sparsert.evaluation.crossmodal import user_scribbles
+    from sparsert.io.segmentation_io import write_segmentation
+
+    folder = sts_dir / CASE
+    checkpoint = save_tiny_checkpoint(tmp_path / "run", bias=30.0)
+    scribbles = tmp_path / "strokes.seg.nrrd"
+    write_segmentation(user_scribbles(case, 0.3, 1, -500.0), scribbles)
+    before = scribbles.read_bytes()
+    ct, mr = str(folder / "CT_image.nii.gz"), str(folder / "MR_T1_image.nii.gz")
+    out = tmp_path / "tumour.seg.nrrd"
+    argv = ["crossmodal", "--ct", ct, "--mr", mr, "--out", str(out), "--model", str(checkpoint),
+            "--scribbles", str(scribbles), "--fine-tune-steps", "3"]
+    assert main(argv) == 0
+    assert f"fine-tuned for 3 steps on {scribbles}" in capsys.readouterr().out
+    assert read_segmentation(out)[TUMOUR].mask.any()
+    assert scribbles.read_bytes() == before  # the user's scribbles are only read
+    assert main(["crossmodal", "--data", str(sts_dir), "--scribbles", str(scribbles), "--out", str(tmp_path / "c")]) == 1
+    assert "--scribbles are for one case" in capsys.readouterr().err

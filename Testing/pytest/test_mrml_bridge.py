@@ -20,7 +20,9 @@ from sparsert.mrml import (
     HeadlessSlicer,
     add_segmentation_node,
     add_volume_node,
+    changed_box,
     segmentation_from_node,
+    update_segment_region,
     update_volume_node,
     volume_from_node,
 )
@@ -223,3 +225,31 @@ def _ijk_to_ras(node) -> vtk.vtkMatrix4x4:
 def _sub_geometry(geometry: Geometry, i0: int, j0: int, k0: int, shape: tuple[int, int, int]) -> Geometry:
     origin = (geometry.ijk_to_lps() @ [i0, j0, k0, 1.0])[:3]
     return Geometry(shape, geometry.spacing, tuple(float(o) for o in origin), geometry.direction)
+
+
+def test_a_segment_is_rewritten_inside_the_changed_box_only(headless, ct, structures):
+    before = structures["PTV70"].mask
+    node = add_segmentation_node(headless.scene, Segmentation(ct.geometry, [structures["PTV70"], structures["Mandible"]]), "edited")
+    # Under a parent transform too: the box is in the node's own frame.
+    transform = headless.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    shift = np.eye(4)
+    shift[:3, 3] = (4.0, 0.0, -2.0)
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shift))
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    moved = segmentation_from_node(node).geometry
+    # The new mask differs from the old one inside a box and (deliberately) outside it too.
+    after = before.copy()
+    box = (slice(5, 12), slice(8, 20), slice(10, 30))
+    after[box] = ~after[box]
+    after[0] = True
+    assert changed_box(before, before) is None
+    assert changed_box(before, after) == (slice(0, 12), slice(0, after.shape[1]), slice(0, after.shape[2]))
+    update_segment_region(node, "PTV70", after, moved, box)
+    written = segmentation_from_node(node, moved)
+    inside = np.zeros(before.shape, bool)
+    inside[box] = True
+    np.testing.assert_array_equal(written["PTV70"].mask[inside], after[inside])
+    np.testing.assert_array_equal(written["PTV70"].mask[~inside], before[~inside])  # never rewritten
+    np.testing.assert_array_equal(written["Mandible"].mask, structures["Mandible"].mask)
+    with pytest.raises(InputError, match="has no segment 'GTV'"):
+        update_segment_region(node, "GTV", after, moved, box)

@@ -41,7 +41,7 @@ SAMPLE = REPO_ROOT / "Resources" / "SampleData" / "OpenKBP-pt_201"
 PARAMETERS = {
     "ScribbleDose": {"ctVolume", "scribbles", "structures"},
     "InteractiveRefine": {"ctVolume", "petVolume", "resumeSegmentation"},
-    "CrossModalSeg": {"ctVolume", "mrVolume"},
+    "CrossModalSeg": {"ctVolume", "mrVolume", "scribbles", "fineTuneSteps"},
 }
 
 
@@ -401,3 +401,31 @@ def test_cross_modal_seg_checks_the_inputs(scene_logic, headless, sts_pair):
         logic.segmentTumour(ct, mr)
     with pytest.raises(InputError, match="no CT volume selected"):
         logic.segmentTumour(None, mr)
+
+
+def test_cross_modal_seg_fine_tunes_on_scribbles_and_leaves_them_untouched(scene_logic, headless, sts_dir, sts_pair, tmp_path, one_thread):
+    from sparsert.data.sts import GTV, read_sts_case
+    from sparsert.evaluation.crossmodal import user_scribbles
+
+    logic = scene_logic("CrossModalSeg")
+    ct, mr = (add_volume_node(headless.scene, v, name) for v, name in zip(sts_pair, ("CT", "MR")))
+    drawn = user_scribbles(read_sts_case(sts_dir / "STS_001"), 0.3, 1, -500.0)
+    scribbles = add_segmentation_node(headless.scene, drawn, "my scribbles", ct)
+    before = segmentation_from_node(scribbles, sts_pair[0].geometry)
+    model = save_tiny_checkpoint(tmp_path / "all", bias=8.0)
+    task = logic.tumourTask(ct, mr, model=str(model), scribblesNode=scribbles, fineTuneSteps=2)
+    messages = []
+    task.progress.report = lambda text, report=task.progress.report: (messages.append(text), report(text))
+    result = task.run()
+    assert "Fine-tuning on the scribbles: step 1 of 2" in messages and messages[-1] == "Segmenting the tumour"
+    assert result.segmentationNode is not scribbles
+    after = segmentation_from_node(scribbles, sts_pair[0].geometry)
+    assert after.names == before.names == [GTV, "Background"]
+    assert all(np.array_equal(after[n].mask, before[n].mask) for n in after.names)
+    # Background strokes alone teach nothing about the tumour: refused, nothing added.
+    only_background = Segmentation(drawn.geometry, [drawn["Background"]])
+    nodes = headless.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    with pytest.raises(InputError, match="scribbles 'strokes': no tumour scribble"):
+        logic.segmentTumour(ct, mr, model=str(model),
+                            scribblesNode=add_segmentation_node(headless.scene, only_background, "strokes", ct))
+    assert headless.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == nodes + 1

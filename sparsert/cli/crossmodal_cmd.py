@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     single.add_argument("--mr", metavar="MR", help="MR image of the same patient (any intensity scale)")
     single.add_argument("--transform", metavar="T.tfm",
                         help="transform mapping CT points into the MR's space (ITK file; a registration with the CT fixed)")
+    single.add_argument("--scribbles", metavar="S.seg.nrrd",
+                        help="tumour scribbles (any segment) and optional background strokes (segment 'Background') "
+                        "of this case: a copy of the model is fine-tuned on them before it segments")
+    single.add_argument("--fine-tune-steps", type=int, default=30, metavar="N",
+                        help="optimiser steps of that fine-tuning (default 30)")
     cohort = parser.add_argument_group("a cohort")
     cohort.add_argument("--data", metavar="DIR", help=DATA_HELP + " (cases with a CT and an MR, e.g. sts:DIR)")
     add_cohort_options(cohort)
@@ -41,14 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if (args.ct is None) == (args.data is None):
         raise InputError("give either --ct (one case) or --data (a cohort)")
-    if args.data is not None and (args.mr or args.transform):
-        raise InputError("--mr and --transform are for one case (--ct), not --data")
+    if args.data is not None and (args.mr or args.transform or args.scribbles):
+        raise InputError("--mr, --transform and --scribbles are for one case (--ct), not --data")
     return run_cohort(args) if args.data else run_case(args)
 
 
 def run_case(args: argparse.Namespace) -> int:
-    from sparsert.crossmodal import TUMOUR, load_model, read_transform, segment_tumour
-    from sparsert.io.segmentation_io import write_segmentation
+    from sparsert.crossmodal import TUMOUR, FineTuning, load_model, read_transform, segment_tumour
+    from sparsert.io.segmentation_io import read_segmentation, write_segmentation
     from sparsert.io.volume import read_image
 
     ct = read_image(args.ct)
@@ -56,15 +61,19 @@ def run_case(args: argparse.Namespace) -> int:
     transform = read_transform(args.transform) if args.transform else None
     if transform is not None and mr is None:
         raise InputError("--transform applies to the MR: give --mr too")
+    scribbles = read_segmentation(args.scribbles) if args.scribbles else None
     model = load_model(args.model, device=args.device)
     start = time.perf_counter()
-    result = segment_tumour(ct, mr, model, transform=transform, ct_name=args.ct, mr_name=args.mr or "MR")
+    result = segment_tumour(ct, mr, model, transform=transform, ct_name=args.ct, mr_name=args.mr or "MR",
+                            scribbles=scribbles, scribbles_name=args.scribbles or "scribbles",
+                            fine_tuning=FineTuning(steps=args.fine_tune_steps))
     seconds = time.perf_counter() - start
     for warning in result.warnings:
         print(f"sparsert crossmodal: warning: {warning}", file=sys.stderr)
     write_segmentation(result, args.out, overwrite=args.overwrite)
     volume_cc = result[TUMOUR].mask.sum() * ct.geometry.voxel_volume_mm3 / 1000.0
-    print(f"tumour {volume_cc:.1f} cc written to {args.out} ({seconds:.1f} s)")
+    tuned = f"fine-tuned for {args.fine_tune_steps} steps on {args.scribbles}, " if scribbles is not None else ""
+    print(f"tumour {volume_cc:.1f} cc written to {args.out} ({tuned}{seconds:.1f} s)")
     return 0
 
 

@@ -143,6 +143,11 @@ def register_crossmodal(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs", required=True, nargs="+", metavar="RUN", help="run folders (one per fold, or holding fold_*)")
     parser.add_argument("--out", metavar="metrics.json", help="write the summary and per-case scores as JSON")
     parser.add_argument("--csv", metavar="cases.csv", help="write one row per case (Dice, ASD, HD95, seconds) as CSV")
+    parser.add_argument("--fine-tune-steps", type=int, default=0, metavar="N",
+                        help="fine-tune a copy of the model on each case's simulated user scribbles for N steps "
+                        "before segmenting (default 0: no fine-tuning)")
+    parser.add_argument("--scribble-fraction", type=float, default=0.3, metavar="F",
+                        help="with --fine-tune-steps: share of the tumour's axial slices scribbled (default 0.3)")
     add_device_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run_crossmodal)
@@ -156,7 +161,13 @@ def run_crossmodal(args: argparse.Namespace) -> int:
         writable(path, args.overwrite)
     checkpoints = fold_checkpoints([Path(r) for r in args.runs])
     dataset = open_dataset(args.data)
-    result = evaluate_crossmodal(dataset, checkpoints, device=args.device)
+    fine_tuning = None
+    if args.fine_tune_steps:
+        from sparsert.crossmodal.finetune import FineTuning
+
+        fine_tuning = FineTuning(steps=args.fine_tune_steps)
+    result = evaluate_crossmodal(dataset, checkpoints, device=args.device, fine_tuning=fine_tuning,
+                                 scribble_fraction=args.scribble_fraction)
     if args.out:
         write_json(result, args.out, overwrite=args.overwrite)
     if args.csv:

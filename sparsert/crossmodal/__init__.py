@@ -9,12 +9,14 @@ from sparsert.crossmodal.inference import (
     load_model,
     segment_tumour,
 )
+from sparsert.crossmodal.finetune import FineTuning
 from sparsert.crossmodal.preprocess import PreprocessConfig, prepare_inputs, read_transform
 
 __all__ = [
     "DEFAULT_MODEL",
     "TUMOUR",
     "CrossModalModel",
+    "FineTuning",
     "PreprocessConfig",
     "TumourSegmentation",
     "load_checkpoint",

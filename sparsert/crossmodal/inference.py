@@ -7,8 +7,10 @@ branches (CT-only fallback, with a warning unless the model was trained that way
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -26,6 +28,9 @@ from sparsert.io.volume import Volume, resample
 from sparsert.models.cmfnet import CmFNetConfig, build_network
 from sparsert.models.registry import resolve_weights
 from sparsert.models.scm import crop_back, pad_to_multiple
+
+if TYPE_CHECKING:
+    from sparsert.crossmodal.finetune import FineTuning
 
 DEFAULT_MODEL = "crossmodal"
 TASK = "crossmodal"
@@ -106,12 +111,19 @@ def segment_tumour(
     ct_name: str = "CT",
     mr_name: str = "MR",
     keep_largest: bool = True,
+    scribbles: Segmentation | None = None,
+    scribbles_name: str = "scribbles",
+    fine_tuning: "FineTuning | None" = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TumourSegmentation:
     """The tumour on the CT grid from ``ct`` and ``mr`` (None: CT-only fallback).
 
     ``transform`` maps CT points into the MR's space (a registration with the CT as fixed image);
-    ``keep_largest`` keeps the largest connected part only (one mass). Bad inputs raise
-    :class:`InputError` naming ``ct_name``/``mr_name``.
+    ``keep_largest`` keeps the largest connected part only (one mass). With ``scribbles`` (tumour
+    segments and an optional ``Background``, on a grid overlapping the CT's) a copy of the model is
+    first fine-tuned on this case (:mod:`sparsert.crossmodal.finetune`, settings ``fine_tuning``,
+    ``on_step(step, steps)`` after each step). Bad inputs raise :class:`InputError` naming
+    ``ct_name``/``mr_name``.
     """
     warnings = []
     if mr is None and not model.preprocessing.ct_only:
@@ -122,6 +134,10 @@ def segment_tumour(
     elif mr is not None and model.preprocessing.ct_only:
         warnings.append(f"the model is CT-only: {mr_name} was not used")
     inputs = prepare_inputs(ct, mr, model.preprocessing, transform=transform, ct_name=ct_name, mr_name=mr_name)
+    if scribbles is not None:
+        from sparsert.crossmodal.finetune import fine_tuned  # it builds on the training code, which imports this module
+
+        model = fine_tuned(model, inputs, scribbles, fine_tuning, name=scribbles_name, on_step=on_step)
     prob = predict_probability(model.net, inputs.ct, inputs.mr)
     on_ct = resample(Volume(prob, inputs.geometry), ct.geometry).array
     mask = on_ct >= 0.5

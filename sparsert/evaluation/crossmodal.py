@@ -3,6 +3,11 @@
 Each trained fold (a run folder with ``best.pt``) is scored on the patients its checkpoint records
 as held out, end to end: the raw CT and MR go through :func:`segment_tumour` and the result is
 compared with the reference tumour on the CT grid.
+
+With ``fine_tuning`` each held-out case is first given simulated user scribbles (the project's
+generator on the CT grid, drawn from the reference tumour with a seed of its own, plus background
+strokes) and a copy of the model is fine-tuned on them before it segments: the per-case fine-tuning
+a physicist gets in CrossModalSeg.
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sparsert.crossmodal.finetune import FineTuning
 from sparsert.crossmodal.inference import TUMOUR, load_checkpoint, segment_tumour
+from sparsert.crossmodal.preprocess import body_mask, ct_in_hu
 from sparsert.data.datasets import Dataset
 from sparsert.data.sts import GTV
 from sparsert.errors import InputError
+from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.metrics.segmentation import average_surface_distance, dice, hd95
+from sparsert.scribbles import simulate_scribbles
 
 METRICS = ("dice", "asd_mm", "hd95_mm")
 
@@ -50,9 +59,13 @@ def evaluate_crossmodal(
     checkpoints: list[Path],
     *,
     device: str | torch.device = "cpu",
+    fine_tuning: FineTuning | None = None,
+    scribble_fraction: float = 0.3,
+    scribble_seed: int = 1,
     on_case: Callable[[str], None] | None = None,
 ) -> dict:
-    """Per-case scores of every checkpoint on its held-out cases, and their summary."""
+    """Per-case scores of every checkpoint on its held-out cases, and their summary; with
+    ``fine_tuning``, after fine-tuning on scribbles over ``scribble_fraction`` of the tumour's slices."""
     rows = []
     for checkpoint in checkpoints:
         model = load_checkpoint(checkpoint, device)
@@ -60,10 +73,14 @@ def evaluate_crossmodal(
             if case_id not in dataset:
                 raise InputError(f"{checkpoint}: held-out case '{case_id}' is not in {dataset.root}")
             case = dataset.load(case_id)
+            scribbles = None
+            if fine_tuning is not None:
+                scribbles = user_scribbles(case, scribble_fraction, scribble_seed, model.preprocessing.body_threshold_hu)
             start = time.perf_counter()
             result = segment_tumour(
                 case.images["ct"], case.images.get("mr"), model,
                 ct_name=str(case.files.get("ct", case_id)), mr_name=str(case.files.get("mr", case_id)),
+                scribbles=scribbles, fine_tuning=fine_tuning,
             )
             seconds = time.perf_counter() - start
             predicted, reference = result[TUMOUR].mask, case.structures[GTV].mask
@@ -75,6 +92,7 @@ def evaluate_crossmodal(
                 "asd_mm": average_surface_distance(predicted, reference, spacing),
                 "hd95_mm": hd95(predicted, reference, spacing),
                 "seconds": seconds,
+                "fine_tuned": scribbles is not None,
                 "warnings": result.warnings,
             })
             if on_case:
@@ -83,4 +101,15 @@ def evaluate_crossmodal(
     for key in METRICS + ("seconds",):
         values = np.array([r[key] for r in rows], dtype=float)
         summary[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "median": float(np.median(values))}
-    return {"n_cases": len(rows), "n_models": len(checkpoints), "summary": summary, "cases": rows}
+    settings = None if fine_tuning is None else {
+        **vars(fine_tuning), "scribble_fraction": scribble_fraction, "scribble_seed": scribble_seed}
+    return {"n_cases": len(rows), "n_models": len(checkpoints), "fine_tuning": settings, "summary": summary, "cases": rows}
+
+
+def user_scribbles(case, slice_fraction: float, seed: int, body_threshold_hu: float) -> Segmentation:
+    """Tumour lines on ``slice_fraction`` of the tumour's axial slices and background strokes in the
+    body, on the CT grid, as a user would paint them."""
+    ct = case.images["ct"]
+    body = body_mask(ct_in_hu(ct), body_threshold_hu)
+    tumour = Segmentation(ct.geometry, [Segment(GTV, case.structures[GTV].mask)])
+    return simulate_scribbles(tumour, slice_fraction=slice_fraction, style="line", body_mask=body, seed=seed)

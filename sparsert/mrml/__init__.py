@@ -8,14 +8,22 @@ Our :class:`~sparsert.io.volume.Geometry` is ITK LPS; MRML stores an IJK-to-RAS 
 """
 
 from sparsert.mrml.scene import HeadlessSlicer
-from sparsert.mrml.segmentation import add_segmentation_node, segmentation_from_node, update_segmentation_node
+from sparsert.mrml.segmentation import (
+    add_segmentation_node,
+    changed_box,
+    segmentation_from_node,
+    update_segment_region,
+    update_segmentation_node,
+)
 from sparsert.mrml.volume import add_volume_node, update_volume_node, volume_from_node, volume_node_geometry
 
 __all__ = [
     "HeadlessSlicer",
     "add_segmentation_node",
     "add_volume_node",
+    "changed_box",
     "segmentation_from_node",
+    "update_segment_region",
     "update_segmentation_node",
     "update_volume_node",
     "volume_from_node",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import slicer
+import vtk
 
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segment, Segmentation
@@ -74,6 +75,37 @@ def update_segmentation_node(node, segmentation: Segmentation, reference_volume_
         node.AddSegmentFromBinaryLabelmapRepresentation(oriented_image(local, segment.mask), segment.name, segment.color)
     if reference_volume_node is not None:
         node.SetNodeReferenceID(node.GetReferenceImageGeometryReferenceRole(), reference_volume_node.GetID())
+
+
+def changed_box(before: np.ndarray, after: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The smallest [k, j, i] box holding every voxel where two masks differ (None: they are equal)."""
+    changed = before != after
+    if not changed.any():
+        return None
+    return tuple(slice(int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(changed))  # type: ignore[return-value]
+
+
+def update_segment_region(node, name: str, mask: np.ndarray, geometry: Geometry, box: tuple[slice, slice, slice]) -> None:
+    """Rewrite segment ``name`` of ``node`` inside ``box`` only, with ``mask[box]``.
+
+    ``mask`` lies on ``geometry``, the grid of the node's labelmaps (as :func:`update_segmentation_node`
+    leaves it); voxels outside ``box`` are not touched, so a click that changes a small region costs
+    a small write however large the image.
+    """
+    segment_id = node.GetSegmentation().GetSegmentIdBySegmentName(name)
+    if not segment_id:
+        raise InputError(f"segmentation '{node.GetName()}' has no segment '{name}'")
+    if mask.shape != geometry.shape:
+        raise InputError(f"mask of shape {mask.shape} is not on the grid {geometry.describe()}")
+    image = oriented_image(transformed(geometry, np.linalg.inv(parent_to_world(node))))
+    k, j, i = box
+    # The extent keeps the full grid's index space: the box's voxels stay where they are in the world.
+    image.SetExtent(i.start, i.stop - 1, j.start, j.stop - 1, k.start, k.stop - 1)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    oriented_image_array(image)[:] = mask[box]
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    if not logic.SetBinaryLabelmapToSegment(image, node, segment_id, logic.MODE_REPLACE, image.GetExtent()):
+        raise InputError(f"segment '{name}' of '{node.GetName()}' could not be updated")
 
 
 def add_segmentation_node(scene, segmentation: Segmentation, name: str, reference_volume_node=None):

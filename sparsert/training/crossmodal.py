@@ -175,14 +175,18 @@ def case_scribbles(case: CrossModalCase, config: ScribbleConfig, rng: np.random.
 
 def scribbles_from_file(path: Path, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """Tumour (every non-background segment) and background scribbles of a file, on ``geometry``."""
-    scribbles = read_segmentation(path)
+    return scribbles_on_grid(read_segmentation(path), geometry, str(path))
+
+
+def scribbles_on_grid(scribbles: Segmentation, geometry: Geometry, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Tumour (every segment but ``Background``) and background scribbles, splatted onto ``geometry``."""
     background = scribbles.find(BACKGROUND)
     tumour = [s for s in scribbles.segments if s is not background and s.mask.any()]
     if not tumour:
-        raise InputError(f"{path}: no tumour scribble (segments: {', '.join(scribbles.names) or 'none'})")
+        raise InputError(f"{name}: no tumour scribble (segments: {', '.join(scribbles.names) or 'none'})")
     foreground = splat(np.logical_or.reduce([s.mask for s in tumour]), scribbles.geometry, geometry)
     if not foreground.any():
-        raise InputError(f"{path}: the tumour scribbles lie outside the region the network sees (the MR field of view)")
+        raise InputError(f"{name}: the tumour scribbles lie outside the region the network sees (the MR field of view)")
     strokes = np.zeros(geometry.shape, bool)
     if background is not None:
         strokes = splat(background.mask, scribbles.geometry, geometry)
