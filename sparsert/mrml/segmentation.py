@@ -97,15 +97,25 @@ def update_segment_region(node, name: str, mask: np.ndarray, geometry: Geometry,
         raise InputError(f"segmentation '{node.GetName()}' has no segment '{name}'")
     if mask.shape != geometry.shape:
         raise InputError(f"mask of shape {mask.shape} is not on the grid {geometry.describe()}")
-    image = oriented_image(transformed(geometry, np.linalg.inv(parent_to_world(node))))
+    local = transformed(geometry, np.linalg.inv(parent_to_world(node)))
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    # MODE_REPLACE ignores the extent and replaces the whole segment; clearing the box (minimum with
+    # zeros) and then adding the new voxels (maximum) touches the box alone, as the Segment Editor does.
+    for values, mode in ((np.zeros(mask[box].shape, bool), logic.MODE_MERGE_MIN), (mask[box], logic.MODE_MERGE_MAX)):
+        image = _box_image(local, box, values)
+        if not logic.SetBinaryLabelmapToSegment(image, node, segment_id, mode, image.GetExtent()):
+            raise InputError(f"segment '{name}' of '{node.GetName()}' could not be updated")
+
+
+def _box_image(geometry: Geometry, box: tuple[slice, slice, slice], values: np.ndarray):
+    """A uint8 ``vtkOrientedImageData`` of ``values`` over ``box`` of ``geometry``; its extent keeps the
+    whole grid's indices, so the voxels stay where they are in the world."""
+    image = oriented_image(geometry)
     k, j, i = box
-    # The extent keeps the full grid's index space: the box's voxels stay where they are in the world.
     image.SetExtent(i.start, i.stop - 1, j.start, j.stop - 1, k.start, k.stop - 1)
     image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    oriented_image_array(image)[:] = mask[box]
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    if not logic.SetBinaryLabelmapToSegment(image, node, segment_id, logic.MODE_REPLACE, image.GetExtent()):
-        raise InputError(f"segment '{name}' of '{node.GetName()}' could not be updated")
+    oriented_image_array(image)[:] = values
+    return image
 
 
 def add_segmentation_node(scene, segmentation: Segmentation, name: str, reference_volume_node=None):
