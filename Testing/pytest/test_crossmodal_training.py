@@ -162,5 +162,14 @@ def test_train_and_evaluate_through_the_cli(data_dir, tmp_path, capsys):
     assert result["n_cases"] == 1 and result["cases"][0]["case_id"] == metadata["test_cases"][0]
     assert 0.0 <= result["summary"]["dice"]["mean"] <= 1.0
     assert "over 1 case(s) from 1 model(s)" in capsys.readouterr().out
+    assert result["fine_tuning"] is None and not result["cases"][0]["fine_tuned"]
+    # The same held-out case after fine-tuning on simulated user scribbles of it.
+    tuned = tmp_path / "tuned.json"
+    assert main(["evaluate", "crossmodal", "--data", str(data_dir), "--runs", str(out), "--out", str(tuned),
+                 "--fine-tune-steps", "2", "--device", "cpu"]) == 0
+    tuned_result = json.loads(tuned.read_text())
+    assert tuned_result["cases"][0]["fine_tuned"] and tuned_result["fine_tuning"]["steps"] == 2
+    assert tuned_result["fine_tuning"]["scribble_fraction"] == 0.3
+    capsys.readouterr()
     assert main(["evaluate", "crossmodal", "--data", str(data_dir), "--runs", str(tmp_path / "cache")]) == 1
     assert "no best.pt" in capsys.readouterr().err
