@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_cached_training(models, "dose", "the dose network (mask-guided, or the scribbles-instead-of-masks baseline)",
                         "cases with structures, dose and possible-dose mask",
                         "--set model.backbone=unet --set model.modulation=false --set prompt=scribble", run_dose)
+    add_cached_training(models, "joint", "the scribble-guided dose model: completion and dose networks trained end to end "
+                        "from scribbles (starting from trained weights)", "cases with structures, dose and possible-dose mask",
+                        "--set scm_init=RUN/best.pt --set dose_init=dose-mask --set completion_weight=0", run_joint)
 
     register_icr(models)
     register_crossmodal(models)
@@ -174,6 +177,22 @@ def run_dose(args: argparse.Namespace) -> int:
         f"{len(val_paths)}; run folder {run.path}", file=sys.stderr)
     result = train_dose(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
     say(f"finished at step {result['step']}; best validation dose score {result['best_dose_score']:.3f} Gy; model {run.best_path}")
+    return 0
+
+
+def run_joint(args: argparse.Namespace) -> int:
+    from sparsert.training.config import load_config
+    from sparsert.training.joint import DOSE_FILE, SCM_FILE, JointTrainConfig, train_joint
+
+    run = open_run(args.out, args.resume)
+    config = load_config(JointTrainConfig, args.config, {"steps": args.steps, "seed": args.seed, **parse_settings(args.set)})
+    train_paths, val_paths = cached_split(args, config.val_cases)
+    steps_from_epochs(args, config, len(train_paths), 1)
+    say(f"training the scribble-guided dose model end to end (from {config.scm_init} and {config.dose_init}) on "
+        f"{len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}", file=sys.stderr)
+    result = train_joint(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
+    say(f"finished at step {result['step']}; best validation dose score from scribbles {result['best_dose_score']:.3f} Gy; "
+        f"models {run.path / SCM_FILE} and {run.path / DOSE_FILE}")
     return 0
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from sparsert.errors import InputError
@@ -114,15 +115,30 @@ def structure_channels(
     masks: Mapping[str, np.ndarray], roles: Mapping[str, StructureRole], shape: tuple[int, ...]
 ) -> np.ndarray:
     """The target channel and the organ channels (1 + len(ORGANS), *shape) of checked roles."""
+    if not masks:
+        return np.zeros((1 + len(ORGANS),) + tuple(shape), dtype=np.float32)
+    names = list(masks)
+    stack = torch.from_numpy(np.stack([np.asarray(masks[n], dtype=np.float32) for n in names]))
+    return soft_structure_channels(stack, names, roles).numpy()
+
+
+def soft_structure_channels(masks: torch.Tensor, names: list[str], roles: Mapping[str, StructureRole]) -> torch.Tensor:
+    """:func:`structure_channels` of (K, *shape) masks in [0, 1] as a differentiable tensor: each target
+    weighted by its prescription over the highest (max where targets overlap), organs merged by max.
+
+    Binary masks give exactly the binary channels; soft ones (the completion network's probabilities
+    in end-to-end training) let the dose loss reach the network that drew them.
+    """
     highest = highest_prescription(roles)
-    out = np.zeros((1 + len(ORGANS),) + tuple(shape), dtype=np.float32)
-    for name, mask in masks.items():
+    channels = [masks.new_zeros(masks.shape[1:]) for _ in range(1 + len(ORGANS))]
+    for k, name in enumerate(names):
         role = roles[name]
         if role.is_target:
-            out[0][mask] = np.maximum(out[0][mask], role.prescription_gy / highest)
+            channels[0] = torch.maximum(channels[0], masks[k] * (role.prescription_gy / highest))
         elif not role.is_background:
-            out[1 + ORGANS.index(role.organ)][mask] = 1.0
-    return out
+            c = 1 + ORGANS.index(role.organ)
+            channels[c] = torch.maximum(channels[c], masks[k])
+    return torch.stack(channels)
 
 
 def checked_roles(

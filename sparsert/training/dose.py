@@ -66,7 +66,6 @@ class WorkingCase:
 
 def case_channels(case: CachedCase, prompt: str = "mask", rng: np.random.Generator | None = None) -> tuple[np.ndarray, float]:
     """Input channels of a cached case on its CT grid, and its highest prescription (Gy)."""
-    roles = checked_roles(case.names)
     masks = {name: case.masks[k] for k, name in enumerate(case.names)}
     if prompt == "scribble":
         from sparsert.scribbles.simulate import EVAL_SCRIBBLES
@@ -77,14 +76,25 @@ def case_channels(case: CachedCase, prompt: str = "mask", rng: np.random.Generat
         masks = {name: stack[k] for k, name in enumerate(case.names)}
     elif prompt != "mask":
         raise ValueError(f"prompt must be 'mask' or 'scribble', got {prompt!r}")
+    return channels_from_masks(case, masks)
+
+
+def channels_from_masks(case: CachedCase, masks: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+    """Input channels of a cached case with the given structure masks (name -> mask on its CT grid)."""
+    roles = checked_roles(case.names)
     channels = np.concatenate([case.image, structure_channels(masks, roles, case.body.shape), case.body[None].astype(np.float32)])
     return channels, float(highest_prescription(roles))
 
 
 def working_case(case: CachedCase, config: DoseTrainConfig, rng: np.random.Generator | None = None) -> WorkingCase:
     channels, highest = case_channels(case, config.prompt, rng)
-    shape = working_shape(case.body.shape, case.spacing_kji, config.working_spacing_kji)
-    x = to_working(as_batch(channels), shape)[0]
+    return to_working_case(case, as_batch(channels), highest, config.working_spacing_kji)
+
+
+def to_working_case(case: CachedCase, channels: torch.Tensor, highest: float, working_spacing_kji) -> WorkingCase:
+    """(1, C, *ct_shape) channels of ``case`` and its dose, brought to the working grid."""
+    shape = working_shape(case.body.shape, case.spacing_kji, working_spacing_kji)
+    x = to_working(channels, shape)[0]
     dose = to_working(as_batch(case.dose / highest)[None], shape)[0]
     return WorkingCase(case.case_id, x, dose, highest)
 
@@ -92,26 +102,32 @@ def working_case(case: CachedCase, config: DoseTrainConfig, rng: np.random.Gener
 def random_batch(
     cases: list[WorkingCase], order: Iterator[int], config: DoseTrainConfig, rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random crops of the next ``config.batch`` cases of ``order``, some mirrored left-right.
+    """Random crops of the next ``config.batch`` cases of ``order``, some mirrored left-right."""
+    crops = [random_crop(cases[next(order)], config.crop, config.flip_p, rng) for _ in range(config.batch)]
+    return torch.cat([x for x, _ in crops]), torch.cat([y for _, y in crops])
+
+
+def random_crop(
+    case: WorkingCase, crop: tuple[int, int, int], flip_p: float, rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random (1, C, *crop) crop of the channels and the matching (1, 1, *crop) dose, mirrored with
+    probability ``flip_p``.
 
     A case smaller than the crop along an axis is padded up to it as inference pads: the padding lies
     outside the possible-dose mask (body channel 0) and so adds nothing to the losses, and every step
     trains the same number of cases whatever their sizes.
     """
-    full = tuple(m // 8 * 8 for m in config.crop)
-    xs, ys = [], []
-    for case in (cases[next(order)] for _ in range(config.batch)):
-        box = []
-        for n, m in zip(case.channels.shape[1:], full):
-            start = int(rng.integers(n - min(n, m) + 1))
-            box.append(slice(start, start + min(n, m)))
-        x, y = case.channels[(slice(None), *box)][None], case.dose[(slice(None), *box)][None]
-        if rng.random() < config.flip_p:
-            x, y = flip_lr(x, ORGAN_CHANNELS.start, PAROTIDS), y.flip(-1)
-        xs.append(pad_to_shape(x, full)[0])
-        ys.append(y.new_zeros((1, 1, *full)))
-        ys[-1][(slice(None), slice(None), *(slice(0, n) for n in y.shape[2:]))] = y
-    return torch.cat(xs), torch.cat(ys)
+    full = tuple(m // 8 * 8 for m in crop)
+    box = []
+    for n, m in zip(case.channels.shape[1:], full):
+        start = int(rng.integers(n - min(n, m) + 1))
+        box.append(slice(start, start + min(n, m)))
+    x, y = case.channels[(slice(None), *box)][None], case.dose[(slice(None), *box)][None]
+    if rng.random() < flip_p:
+        x, y = flip_lr(x, ORGAN_CHANNELS.start, PAROTIDS), y.flip(-1)
+    padded_y = y.new_zeros((1, 1, *full))
+    padded_y[(slice(None), slice(None), *(slice(0, n) for n in y.shape[2:]))] = y
+    return pad_to_shape(x, full)[0], padded_y
 
 
 def validate(net: DoseNet, cases: list[CachedCase], config: DoseTrainConfig) -> dict:
@@ -121,11 +137,16 @@ def validate(net: DoseNet, cases: list[CachedCase], config: DoseTrainConfig) -> 
     with torch.no_grad():
         for case in cases:
             w = working_case(case, config, np.random.default_rng(0) if config.prompt == "scribble" else None)
-            dose = network_dose(net, w.channels[None], config.crop)
-            dose = to_ct_grid(dose, case.body.shape)[0, 0].clamp_min(0).numpy() * w.highest_gy
-            errors[case.case_id] = openkbp_dose_error(case.dose, dose, case.body, mask_prediction=True)
+            errors[case.case_id] = case_dose_error(net, case, w, config.crop)
     net.train()
     return {"dose_score": float(np.mean(list(errors.values()))), "per_case": errors}
+
+
+def case_dose_error(net: DoseNet, case: CachedCase, working: WorkingCase, window) -> float:
+    """OpenKBP dose error (Gy) of the network's whole-case prediction from ``working``'s channels."""
+    dose = network_dose(net, working.channels[None], window)
+    dose = to_ct_grid(dose, case.body.shape)[0, 0].clamp_min(0).numpy() * working.highest_gy
+    return openkbp_dose_error(case.dose, dose, case.body, mask_prediction=True)
 
 
 def step_losses(net: DoseNet, x: torch.Tensor, y: torch.Tensor, rank_weight: float) -> dict[str, torch.Tensor]:

@@ -65,9 +65,11 @@ class RunFolder:
             return None
         return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
 
-    def save_best(self, model_state: dict, model_config: dict, metadata: dict) -> None:
+    def save_best(self, model_state: dict, model_config: dict, metadata: dict, name: str = "best.pt") -> None:
+        """The selected weights as a model file (``name``: a run that trains several networks)."""
         if not self.writes:
             return
-        tmp = self.best_path.with_suffix(".tmp")
+        path = self.path / name
+        tmp = path.with_suffix(".tmp")
         torch.save({"model": model_state, "config": json_safe(model_config), "metadata": json_safe(metadata)}, tmp)
-        tmp.replace(self.best_path)
+        tmp.replace(path)

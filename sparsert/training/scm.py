@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from sparsert.completion.scm import masks_from_probabilities, predict_probabilities
-from sparsert.completion.scm_forward import ROI_MARGIN_MM, bounding_box, margin_voxels, scm_pass
+from sparsert.completion.scm_forward import ROI_MARGIN_MM, SCMPass, bounding_box, margin_voxels, scm_pass
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry
 from sparsert.losses.completion import boundary_alignment, compactness, dense_bce_dice, partial_bce, separation
@@ -149,15 +149,16 @@ def _random_subbox(box, max_size, rng) -> tuple[slice, slice, slice]:
 
 def step_losses(net: SCMNet, sample: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
     device = next(net.parameters()).device
-    image = sample["image"].numpy()
-    scribbles = sample["scribbles"].numpy()
     background = sample["background"].numpy()
-    truth = sample["truth"].float().to(device)
-    boundary = sample["boundary"].to(device)
     spacing = tuple(float(s) for s in sample["spacing"])
     full = tuple(slice(0, s) for s in background.shape)
-    out = scm_pass(net, image, scribbles, background, spacing, roi=full, device=device)
+    out = scm_pass(net, sample["image"].numpy(), sample["scribbles"].numpy(), background, spacing, roi=full, device=device)
+    return completion_losses(out, sample["truth"].float().to(device), sample["boundary"].to(device), weights)
 
+
+def completion_losses(out: SCMPass, truth: torch.Tensor, boundary: torch.Tensor, weights: LossWeights) -> dict[str, torch.Tensor]:
+    """The switchable completion losses of one pass and their weighted ``total``; ``truth`` (K, D, H, W)
+    and ``boundary`` (D, H, W) cover the pass's region of interest."""
     scr = out.scribbles[0]  # K + 1, D, H, W
     terms = {name: [] for name in ("dense", "partial_ce", "boundary")}
     for s in out.structures:
