@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from interactive_testdata import TINY_NETWORK
@@ -145,3 +146,25 @@ def test_train_cli_runs_a_fold_from_a_settings_file(sts_dir, tmp_path, capsys):
     assert load_icr_model(out / "best.pt").spec.network.channels == (4, 8, 16)
     assert main(args) == 1  # the run folder holds a checkpoint: --resume is needed
     assert "pass --resume" in capsys.readouterr().err
+
+
+def test_weights_can_be_selected_on_training_patients_set_aside(sts_dir, tmp_path, capsys):
+    settings = tmp_path / "tiny.yaml"
+    settings.write_text(yaml.safe_dump({
+        "network": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0},
+        "data": {"spacing": [6.0, 6.0, 9.0], "size_kji": [16, 32, 32]},
+        "val_every": 1, "val_clicks": 1, "selection_cases": 2,
+    }))
+    out = tmp_path / "run"
+    args = ["train", "initial", "--data", f"sts:{sts_dir}", "--out", str(out), "--config", str(settings), "--steps", "1",
+            "--fold", "4", "--cache", str(tmp_path / "cache"), "--device", "cpu"]
+    assert main(args) == 0
+    assert "training initial on 14 case(s), selecting the weights on 2" in capsys.readouterr().err
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["select_on_val"] and config["val_cases"] == 2
+    metadata = torch.load(out / "best.pt", weights_only=True)["metadata"]
+    assert "val" in metadata and "selection" not in metadata  # chosen on the set-aside patients, not "last"
+    too_many = ["train", "initial", "--data", f"sts:{sts_dir}", "--out", str(tmp_path / "r2"), "--config", str(settings),
+                "--set", "selection_cases=16", "--steps", "1", "--fold", "4", "--cache", str(tmp_path / "cache"), "--device", "cpu"]
+    assert main(too_many) == 1
+    assert "leaves no training case" in capsys.readouterr().err

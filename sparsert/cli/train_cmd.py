@@ -233,13 +233,19 @@ def run_icr(args: argparse.Namespace) -> int:
     data = open_dataset(args.data)
     ids = data.case_ids()
     train_ids, val_ids = (ids, []) if config.fold is None else fold_split(ids, config.fold, config.n_folds)
+    if config.selection_cases:
+        if config.selection_cases >= len(train_ids):
+            raise InputError(f"selection_cases={config.selection_cases} leaves no training case (of {len(train_ids)})")
+        train_ids, val_ids = train_ids[: -config.selection_cases], train_ids[-config.selection_cases :]
+        config.select_on_val, config.val_cases = True, config.selection_cases
     cache = Path(args.cache) if args.cache else None
     steps_from_epochs(args, config, len(train_ids), 1)
     with main_first():
         paths = cached_icr_cases(data, config.data, train_ids + val_ids, cache, on_case=preprocessing_progress(len(ids)))
     train_paths, val_paths = paths[: len(train_ids)], paths[len(train_ids):]
     what = args.model if args.model == "initial" else f"refine ({config.style})"
-    say(f"training {what} on {len(train_paths)} case(s), validating on {len(val_paths)}; run folder {run.path}",
+    use = "selecting the weights on" if config.selection_cases else "validating on"
+    say(f"training {what} on {len(train_paths)} case(s), {use} {len(val_paths)}; run folder {run.path}",
         file=sys.stderr)
     result = train_icr(train_paths, val_paths, run, config, initial=initial, resume=args.resume, device=args.device)
     val = ", ".join(f"{k} {v:.4f}" for k, v in result["val"].items()) or "no validation"

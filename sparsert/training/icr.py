@@ -71,6 +71,9 @@ class ICRTrainConfig:
     val_clicks: int = 5
     val_cases: int = 4
     select_on_val: bool = False  # False: best.pt holds the last weights (no selection on held-out data)
+    # > 0: that many of the training patients are set aside instead, and best.pt is selected on them
+    # (early stopping that never sees the held-out fold); the held-out fold is then not validated on.
+    selection_cases: int = 0
     checkpoint_every: int = 50
     log_every: int = 10
     threads: int = 2
