@@ -92,10 +92,10 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         # The segmentation runs in a worker thread; the timer shows its progress and collects it.
-        self._tasks = TaskMonitor(self._showStatus, self._showRunning)
         self._taskTimer = qt.QTimer()
         self._taskTimer.setInterval(200)
         self._taskTimer.connect("timeout()", self._pollTask)
+        self._tasks = TaskMonitor(self._showStatus, self._showRunning, timer=self._taskTimer)
         # The registered models of this task (Resources/Models.json).
         self.ui.modelSelector.addItems(sorted(e.name for e in load_registry().values() if e.task == "crossmodal"))
         self.initializeParameterNode()
@@ -179,10 +179,6 @@ class CrossModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showRunning(self, running: bool) -> None:
         self.ui.progressBar.visible = self.ui.cancelButton.visible = running
-        if running:
-            self._taskTimer.start()
-        else:
-            self._taskTimer.stop()
         self._checkCanApply()
 
 

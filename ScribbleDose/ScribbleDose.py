@@ -128,10 +128,10 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.rolesTable.horizontalHeader().setStretchLastSection(True)
         # Steps run in a worker thread; the timer shows their progress and collects them.
-        self._tasks = TaskMonitor(self._showStatus, self._showRunning)
         self._taskTimer = qt.QTimer()
         self._taskTimer.setInterval(200)
         self._taskTimer.connect("timeout()", self._pollTask)
+        self._tasks = TaskMonitor(self._showStatus, self._showRunning, timer=self._taskTimer)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -244,10 +244,6 @@ class ScribbleDoseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showRunning(self, running: bool) -> None:
         self.ui.progressBar.visible = self.ui.cancelButton.visible = running
-        if running:
-            self._taskTimer.start()
-        else:
-            self._taskTimer.stop()
         self._checkCanApply()
 
     # Roles table -----------------------------------------------------------------------------

@@ -109,14 +109,15 @@ class TaskMonitor:
     """One background task at a time for a module panel, which calls :meth:`poll` from a GUI timer.
 
     ``show_status(text)`` shows progress and outcomes; ``show_running(running)`` shows or hides the
-    busy bar and Cancel button (and starts or stops the panel's timer). When the task ends, :meth:`poll`
+    busy bar and Cancel button; ``timer`` (the panel's polling timer, anything with ``start()`` and
+    ``stop()``, e.g. a ``qt.QTimer``) runs only while a task does. When the task ends, :meth:`poll`
     collects it on the calling (GUI) thread and hands the result to the ``on_result`` given to
     :meth:`start`; a cancelled task only shows its message, an error is shown and raised again (for
     the panel's error dialog).
     """
 
-    def __init__(self, show_status: Callable[[str], None], show_running: Callable[[bool], None]) -> None:
-        self._show_status, self._show_running = show_status, show_running
+    def __init__(self, show_status: Callable[[str], None], show_running: Callable[[bool], None], timer=None) -> None:
+        self._show_status, self._show_running, self._timer = show_status, show_running, timer
         self._task: BackgroundTask | None = None
         self._on_result: Callable | None = None
 
@@ -128,6 +129,8 @@ class TaskMonitor:
         if self._task is not None:
             raise InputError("another step is still running: wait for it or cancel it")
         self._task, self._on_result = task.start(), on_result
+        if self._timer is not None:
+            self._timer.start()
         self._show_running(True)
 
     def cancel(self) -> None:
@@ -143,6 +146,8 @@ class TaskMonitor:
             return
         task, on_result = self._task, self._on_result
         self._task = self._on_result = None
+        if self._timer is not None:
+            self._timer.stop()
         self._show_running(False)
         try:
             on_result(task.result())

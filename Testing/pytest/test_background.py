@@ -79,8 +79,16 @@ def test_errors_reach_the_collector_and_run_works_in_place():
 
 
 def test_the_monitor_shows_progress_collects_and_reports():
-    statuses, running, results = [], [], []
-    monitor = TaskMonitor(statuses.append, running.append)
+    statuses, running, results, ticks = [], [], [], []
+
+    class Timer:  # the panel's polling timer (a qt.QTimer in Slicer)
+        def start(self):
+            ticks.append("start")
+
+        def stop(self):
+            ticks.append("stop")
+
+    monitor = TaskMonitor(statuses.append, running.append, timer=Timer())
     release = threading.Event()
 
     def work(progress):
@@ -99,6 +107,7 @@ def test_the_monitor_shows_progress_collects_and_reports():
         monitor.poll()
         time.sleep(0.01)
     assert results == [2] and running == [True, False] and "Predicting" in statuses
+    assert ticks == ["start", "stop"]  # the timer polls only while a task runs
 
     # A cancelled task shows its message and hands nothing on; an error is shown and raised.
     monitor.start(BackgroundTask(lambda progress: progress.report("never"), results.append), results.append)
@@ -116,4 +125,4 @@ def test_the_monitor_shows_progress_collects_and_reports():
         while True:
             monitor.poll()
             time.sleep(0.01)
-    assert statuses[-1] == "no target among the structures" and not monitor.running
+    assert statuses[-1] == "no target among the structures" and not monitor.running and ticks[-1] == "stop"
