@@ -66,7 +66,10 @@ def test_train_joint_cli_writes_both_models_usable_for_dose_from_scribbles(tiny_
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["total"]) for r in records if "total" in r)
     val = [r for r in records if "val_dose_score" in r]
-    assert val and np.isfinite(val[0]["val_dose_score"]) and 0 <= val[0]["val_mean_dice"] <= 1
+    assert [r["step"] for r in val] == [0, 2]  # the starting weights are scored first: a candidate too
+    assert all(np.isfinite(r["val_dose_score"]) and 0 <= r["val_mean_dice"] <= 1 for r in val)
+    kept = torch.load(run / "dose.pt", weights_only=True)["metadata"]
+    assert kept["val"]["dose_score"] == min(r["val_dose_score"] for r in val)
     assert main(args + ["--steps", "3", "--resume"]) == 0
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 3
 

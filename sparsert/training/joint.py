@@ -153,6 +153,12 @@ def train_joint(
     run.write_config(config)
     # Only rank 0 validates (and writes the models); the other ranks wait in the next step's all-reduce.
     val_cases = [load_cached(p) for p in val_paths[: config.val_cases]] if distributed.is_main() else []
+    if val_cases and step == 0:
+        # The starting weights are a candidate too: fine-tuning must beat them to be kept.
+        result = validate(model, val_cases)
+        run.log(0, **{f"val_{k}": v for k, v in result.items()})
+        best = result["dose_score"]
+        save_models(run, model, {"step": 0, "val": result})
     model.train()
     running = RunningLosses()
     while step < config.steps:
