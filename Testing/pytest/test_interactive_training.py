@@ -129,16 +129,20 @@ def test_two_stage_needs_a_stage_one_model(sts_paths, tmp_path):
         train_icr(sts_paths, [], RunFolder(tmp_path / "r"), _config(data=ICRDataConfig(size_kji=(10, 32, 32))), device="cpu")
 
 
-def test_train_cli_runs_a_fold_from_a_settings_file(sts_dir, tmp_path, capsys):
-    settings = tmp_path / "tiny.yaml"
-    settings.write_text(yaml.safe_dump({
+def _tiny_fold_4(sts_dir, tmp_path, **settings) -> tuple[list[str], object]:
+    """``train initial`` of fold 4 for one step with a tiny network from a settings file; its run folder."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({
         "network": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0},
-        "data": {"spacing": [6.0, 6.0, 9.0], "size_kji": [16, 32, 32]},
-        "val_cases": 1, "log_every": 1,
+        "data": {"spacing": [6.0, 6.0, 9.0], "size_kji": [16, 32, 32]}, **settings,
     }))
     out = tmp_path / "run"
-    args = ["train", "initial", "--data", f"sts:{sts_dir}", "--out", str(out), "--config", str(settings), "--steps", "1",
-            "--fold", "4", "--cache", str(tmp_path / "cache"), "--device", "cpu"]
+    return ["train", "initial", "--data", f"sts:{sts_dir}", "--out", str(out), "--config", str(path), "--steps", "1",
+            "--fold", "4", "--cache", str(tmp_path / "cache"), "--device", "cpu"], out
+
+
+def test_train_cli_runs_a_fold_from_a_settings_file(sts_dir, tmp_path, capsys):
+    args, out = _tiny_fold_4(sts_dir, tmp_path, val_cases=1, log_every=1)
     assert main(args) == 0
     assert "training initial on 16 case(s), validating on 4" in capsys.readouterr().err
     config = yaml.safe_load((out / "config.yaml").read_text())
@@ -149,22 +153,12 @@ def test_train_cli_runs_a_fold_from_a_settings_file(sts_dir, tmp_path, capsys):
 
 
 def test_weights_can_be_selected_on_training_patients_set_aside(sts_dir, tmp_path, capsys):
-    settings = tmp_path / "tiny.yaml"
-    settings.write_text(yaml.safe_dump({
-        "network": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0},
-        "data": {"spacing": [6.0, 6.0, 9.0], "size_kji": [16, 32, 32]},
-        "val_every": 1, "val_clicks": 1, "selection_cases": 2,
-    }))
-    out = tmp_path / "run"
-    args = ["train", "initial", "--data", f"sts:{sts_dir}", "--out", str(out), "--config", str(settings), "--steps", "1",
-            "--fold", "4", "--cache", str(tmp_path / "cache"), "--device", "cpu"]
+    args, out = _tiny_fold_4(sts_dir, tmp_path, val_every=1, val_clicks=1, selection_cases=2)
     assert main(args) == 0
     assert "training initial on 14 case(s), selecting the weights on 2" in capsys.readouterr().err
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["select_on_val"] and config["val_cases"] == 2
     metadata = torch.load(out / "best.pt", weights_only=True)["metadata"]
     assert "val" in metadata and "selection" not in metadata  # chosen on the set-aside patients, not "last"
-    too_many = ["train", "initial", "--data", f"sts:{sts_dir}", "--out", str(tmp_path / "r2"), "--config", str(settings),
-                "--set", "selection_cases=16", "--steps", "1", "--fold", "4", "--cache", str(tmp_path / "cache"), "--device", "cpu"]
-    assert main(too_many) == 1
+    assert main(args + ["--set", "selection_cases=16", "--out", str(tmp_path / "r2")]) == 1
     assert "leaves no training case" in capsys.readouterr().err
