@@ -23,18 +23,17 @@ import torch
 from torch import nn
 
 from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
-from sparsert.completion.scm_forward import scm_pass
+from sparsert.completion.scm_forward import SCMPass, scm_pass
 from sparsert.dose.grid import as_batch
 from sparsert.dose.inputs import checked_roles, soft_structure_channels
 from sparsert.dose.predict import DoseModel, load_dose_model
 from sparsert.metrics.segmentation import dice
-from sparsert.models.dose_rmt import DoseNet
 from sparsert.models.scm import SCMNet
 from sparsert.roles import highest_prescription
 from sparsert.scribbles.simulate import EVAL_SCRIBBLES
 from sparsert.training import distributed
 from sparsert.training.cache import CachedCase, load_cached
-from sparsert.training.dose import case_dose_error, channels_from_masks, random_crop, to_working_case
+from sparsert.training.dose import DoseTrainConfig, case_dose_error, channels_from_masks, random_crop, to_working_case
 from sparsert.training.dose import step_losses as dose_step_losses
 from sparsert.training.optimisation import Optimisation, RunningLosses
 from sparsert.training.run import RunFolder
@@ -72,11 +71,13 @@ class JointNet(nn.Module):
         self.scm = scm
         self.dose = dose.net
         self.working_spacing_kji = dose.working_spacing_kji
-        self.window = dose.window or (48, 64, 64)
+        self.window = dose.window or DoseTrainConfig().crop  # models saved before windows: their training crop
         self.domain = dose.domain
 
 
-def completed_channels(net: SCMNet, case: CachedCase, scribbles: np.ndarray, background: np.ndarray, out=None) -> torch.Tensor:
+def completed_channels(
+    net: SCMNet, case: CachedCase, scribbles: np.ndarray, background: np.ndarray, out: SCMPass | None = None,
+) -> torch.Tensor:
     """(1, C, *ct_shape) dose-network channels with every structure completed from ``scribbles``:
     masks binarised at 0.5 in the forward pass, the probabilities' gradient in the backward pass."""
     device = next(net.parameters()).device
