@@ -105,8 +105,13 @@ def scm_pass(
         other_structs = other_structs.amax(dim=1, keepdim=True) if other_structs.shape[1] else torch.zeros_like(background)
         dist = torch.from_numpy(distance_map(scr_np[k][box], spacing_kji, net.config.distance_scale_mm)).to(device)
         crop = (slice(None), slice(None)) + box
-        inputs = [own_sim[crop], rival[crop], scr[:, k : k + 1][crop], background[crop], other_structs[crop], dist[None, None], img[crop]]
-        padded_inputs = [pad_to_multiple(x, 2 ** (len(net.config.decoder_channels) - 1))[0] for x in inputs]
-        logits = crop_back(net.decode(*padded_inputs), tuple(s.stop - s.start for s in box))
+        inputs = dict(
+            image=img[crop], own_similarity=own_sim[crop], rival_similarity=rival[crop],
+            own_scribble=scr[:, k : k + 1][crop], background_scribble=background[crop],
+            other_scribbles=other_structs[crop], own_distance=dist[None, None],
+        )
+        multiple = 2 ** (len(net.config.decoder_channels) - 1)
+        padded = {name: pad_to_multiple(x, multiple)[0] for name, x in inputs.items()}
+        logits = crop_back(net.decode(**padded), tuple(s.stop - s.start for s in box))
         outputs.append(StructureLogits(k, box, logits))
     return SCMPass(roi, features, centroids, present, scr, outputs)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from monai.networks.blocks import Convolution
 from monai.networks.nets import UNet
 from torch import nn
 
@@ -29,13 +30,17 @@ class SCMConfig:
     temperature: float = 0.1
     use_clustering: bool = True  # ablation: without it the decoder sees only scribbles and the image
     distance_scale_mm: float = 30.0  # scribble distance maps are divided by this
+    # Channels of the full-resolution head after the decoder (0: none). The MONAI U-Net's first layer
+    # strides, so without it every mask edge comes from half-resolution features.
+    head_channels: int = 16
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-# Per-structure decoder inputs: own similarity, best rival similarity, own scribble, background
-# scribble, other structures' scribbles, distance to own scribble; then the image channels.
+# Per-structure decoder inputs in the order the decoder's first layer was trained on (part of the
+# weight format): best rival similarity, own scribble, background scribble, other structures'
+# scribbles, distance to own scribble, the image channels, own similarity.
 _DECODER_FIXED_INPUTS = 6
 
 
@@ -59,6 +64,7 @@ class SCMNet(nn.Module):
             strides=(2,) * (len(config.decoder_channels) - 1),
             num_res_units=config.decoder_res_units,
         )
+        self.head = FullResolutionHead(_DECODER_FIXED_INPUTS + config.in_channels + 1, config.head_channels) if config.head_channels else None
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """l2-normalised voxel features, (B, C, D, H, W)."""
@@ -95,10 +101,31 @@ class SCMNet(nn.Module):
             own_similarity = torch.zeros_like(own_similarity)
             rival_similarity = torch.zeros_like(rival_similarity)
         x = torch.cat(
-            [own_similarity, rival_similarity, own_scribble, background_scribble, other_scribbles, own_distance, image],
+            [rival_similarity, own_scribble, background_scribble, other_scribbles, own_distance, image, own_similarity],
             dim=1,
         )
-        return self.decoder(x)
+        logits = self.decoder(x)
+        return logits if self.head is None else logits + self.head(torch.cat([x, logits], dim=1))
+
+
+class FullResolutionHead(nn.Module):
+    """A correction to the decoder's logit from full-resolution convolutions over its inputs and logit.
+
+    The last layer starts at zero, so a head added to trained weights starts from their output.
+    """
+
+    def __init__(self, in_channels: int, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            Convolution(3, in_channels, channels, kernel_size=3, act="PRELU", norm="INSTANCE"),
+            Convolution(3, channels, channels, kernel_size=3, act="PRELU", norm="INSTANCE"),
+        )
+        self.out = nn.Conv3d(channels, 1, kernel_size=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int]]:

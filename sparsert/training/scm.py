@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from sparsert.completion.scm import masks_from_probabilities, predict_probabilities
+from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
 from sparsert.completion.scm_forward import ROI_MARGIN_MM, SCMPass, bounding_box, margin_voxels, scm_pass
+from sparsert.errors import InputError
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry
 from sparsert.losses.completion import boundary_alignment, compactness, dense_bce_dice, partial_bce, separation
@@ -56,6 +57,7 @@ class SCMTrainConfig:
     threads: int = 2
     workers: int = 1
     mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
+    init: str | None = None  # start from trained weights (registry name or model file); a head they lack starts at zero
     model: SCMConfig = field(default_factory=SCMConfig)
     losses: LossWeights = field(default_factory=LossWeights)
 
@@ -204,6 +206,22 @@ def validate(net: SCMNet, cases: list[CachedCase], seed: int = 1234) -> dict:
     return {"mean_dice": float(np.mean([d for v in per_structure.values() for d in v])), "per_structure": means}
 
 
+def load_initial_weights(net: SCMNet, name_or_path: str) -> None:
+    """Trained weights into ``net``; they must come from the same network, less at most its
+    full-resolution head (which then starts at zero)."""
+    start = load_scm(name_or_path)
+    theirs, ours = start.config.to_dict(), net.config.to_dict()
+    differ = [k for k in ours if k != "head_channels" and theirs[k] != ours[k]]
+    if start.head is not None and theirs["head_channels"] != ours["head_channels"]:
+        differ.append("head_channels")
+    if differ:
+        raise InputError(
+            f"{name_or_path}: its weights do not fit the configured network ("
+            + ", ".join(f"{k} {theirs[k]} there, {ours[k]} here" for k in differ) + ")"
+        )
+    net.load_state_dict(start.state_dict(), strict=start.head is not None)
+
+
 def train_scm(
     train_paths: list[Path], val_paths: list[Path], run: RunFolder, config: SCMTrainConfig,
     resume: bool = True, device: str | torch.device = "auto",
@@ -217,6 +235,8 @@ def train_scm(
     state = run.load_checkpoint() if resume else None
     if state is not None:
         step, best = optimisation.restore(state)
+    elif config.init:
+        load_initial_weights(net, config.init)
     train_step = distributed.wrap(
         net, partial(step_losses, weights=config.losses), device,
         mixed_precision=config.mixed_precision, find_unused_parameters=idle_subnetwork(config),

@@ -1,0 +1,68 @@
+"""The SCM network: decoder inputs, the full-resolution head, and starting from trained weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sparsert.completion.scm import load_scm
+from sparsert.completion.scm_forward import scm_pass
+from sparsert.data.datasets import open_dataset
+from sparsert.errors import InputError
+from sparsert.models.scm import SCMConfig, SCMNet
+from sparsert.preprocessing.ct import ct_channels
+from sparsert.scribbles.simulate import simulate_scribbles
+from sparsert.training.scm import load_initial_weights
+
+
+def _case_inputs(tiny_openkbp):
+    dataset = open_dataset(str(tiny_openkbp))
+    case = dataset.load(dataset.case_ids()[0])
+    scribbles = simulate_scribbles(case.structures, seed=0, body_mask=case.possible_dose_mask.array)
+    names = [s.name for s in case.structures.segments if scribbles[s.name].mask.any()]
+    ct = case.images["ct"]
+    stack = np.stack([scribbles[n].mask for n in names])
+    return ct_channels(ct.array), stack, scribbles["Background"].mask, ct.geometry.spacing_kji
+
+
+def test_a_head_added_to_trained_weights_starts_from_their_output(tiny_openkbp):
+    trained = load_scm("scm")
+    assert trained.head is None  # shipped before the head existed
+    with_head = SCMNet(SCMConfig(**{**trained.config.to_dict(), "head_channels": 8}))
+    load_initial_weights(with_head, "scm")
+    with_head.eval()
+    inputs = _case_inputs(tiny_openkbp)
+    with torch.no_grad():
+        before = scm_pass(trained, *inputs).structures
+        after = scm_pass(with_head, *inputs).structures
+    assert len(before) == len(after) > 1
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a.logits, b.logits)
+    # The head is trainable: its output layer receives gradients.
+    with_head.train()
+    scm_pass(with_head, *inputs).structures[0].logits.sum().backward()
+    assert with_head.head.out.weight.grad.abs().sum() > 0
+
+
+def test_weights_of_another_network_are_refused():
+    other = SCMNet(SCMConfig(encoder_channels=(4, 8, 16, 32)))
+    with pytest.raises(InputError, match="do not fit"):
+        load_initial_weights(other, "scm")
+
+
+def test_without_clustering_the_decoder_ignores_similarities_but_not_scribbles():
+    torch.manual_seed(0)
+    net = SCMNet(SCMConfig(use_clustering=False, encoder_channels=(4, 8, 16, 32), decoder_channels=(4, 8), head_channels=4)).eval()
+    shape = (1, 1, 8, 16, 16)
+    inputs = dict(
+        image=torch.rand((1, 2) + shape[2:]), own_similarity=torch.rand(shape), rival_similarity=torch.rand(shape),
+        own_scribble=(torch.rand(shape) > 0.9).float(), background_scribble=(torch.rand(shape) > 0.9).float(),
+        other_scribbles=torch.zeros(shape), own_distance=torch.rand(shape),
+    )
+    with torch.no_grad():
+        reference = net.decode(**inputs)
+        other_similarities = net.decode(**{**inputs, "own_similarity": -inputs["own_similarity"], "rival_similarity": torch.ones(shape)})
+        other_scribble = net.decode(**{**inputs, "own_scribble": 1.0 - inputs["own_scribble"]})
+    torch.testing.assert_close(reference, other_similarities)
+    assert not torch.allclose(reference, other_scribble)
