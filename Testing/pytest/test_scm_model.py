@@ -26,11 +26,15 @@ def _case_inputs(tiny_openkbp):
     return ct_channels(ct.array), stack, scribbles["Background"].mask, ct.geometry.spacing_kji
 
 
-def test_a_head_added_to_trained_weights_starts_from_their_output(tiny_openkbp):
-    trained = load_scm("scm")
-    assert trained.head is None  # shipped before the head existed
-    with_head = SCMNet(SCMConfig(**{**trained.config.to_dict(), "head_channels": 8}))
-    load_initial_weights(with_head, "scm")
+def test_a_head_added_to_trained_weights_starts_from_their_output(tiny_openkbp, tmp_path):
+    torch.manual_seed(0)
+    headless = SCMConfig(encoder_channels=(4, 8, 16, 32), decoder_channels=(4, 8), head_channels=0)
+    weights = tmp_path / "headless.pt"
+    torch.save({"model": SCMNet(headless).state_dict(), "config": headless.to_dict()}, weights)
+    trained = load_scm(str(weights))
+    assert trained.head is None
+    with_head = SCMNet(SCMConfig(**{**headless.to_dict(), "head_channels": 8}))
+    load_initial_weights(with_head, str(weights))
     with_head.eval()
     inputs = _case_inputs(tiny_openkbp)
     with torch.no_grad():
