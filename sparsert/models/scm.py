@@ -64,7 +64,8 @@ class SCMNet(nn.Module):
             strides=(2,) * (len(config.decoder_channels) - 1),
             num_res_units=config.decoder_res_units,
         )
-        self.head = FullResolutionHead(_DECODER_FIXED_INPUTS + config.in_channels + 1, config.head_channels) if config.head_channels else None
+        head_inputs = _DECODER_FIXED_INPUTS + config.in_channels + 1  # the decoder's inputs and its logit
+        self.head = FullResolutionHead(head_inputs, config.head_channels) if config.head_channels else None
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """l2-normalised voxel features, (B, C, D, H, W)."""
