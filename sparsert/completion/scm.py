@@ -29,9 +29,7 @@ def load_scm(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cp
 def load_scm_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> SCMNet:
     state = torch.load(path, map_location="cpu", weights_only=True)
     # Weights saved before the full-resolution head existed have none.
-    saved = {"head_channels": 0, **state["config"]}
-    config = SCMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    net = SCMNet(config)
+    net = SCMNet(SCMConfig.from_dict({"head_channels": 0, **state["config"]}))
     net.load_state_dict(state["model"])
     return net.to(resolve_device(device)).eval()
 

@@ -37,6 +37,11 @@ class SCMConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "SCMConfig":
+        """A config from saved or command-line values (their lists become tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
 
 # Per-structure decoder inputs in the order the decoder's first layer was trained on (part of the
 # weight format): best rival similarity, own scribble, background scribble, other structures'
