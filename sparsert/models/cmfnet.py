@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from sparsert.errors import InputError
+from sparsert.models.config_values import tuples_from_lists
 
 ARCHITECTURES = ("cmfnet", "stacked")
 CT_DOWNSAMPLINGS = 3
@@ -51,7 +52,7 @@ class CmFNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CmFNetConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return cls(**tuples_from_lists(data))
 
     def validate(self) -> "CmFNetConfig":
         if self.architecture not in ARCHITECTURES:

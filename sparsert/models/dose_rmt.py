@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsert.models.config_values import tuples_from_lists
+
 
 @dataclass
 class DoseNetConfig:
@@ -46,7 +48,7 @@ class DoseNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "DoseNetConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return cls(**tuples_from_lists(data))
 
 
 class ConvBlock(nn.Module):

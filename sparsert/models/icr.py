@@ -23,6 +23,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from sparsert.errors import InputError
+from sparsert.models.config_values import tuples_from_lists
 from sparsert.models.scm import crop_back, pad_to_multiple
 
 KINDS = ("initial", "two_stage", "deepgrow", "deepedit")
@@ -68,7 +69,7 @@ class ICRSpec:
     @classmethod
     def from_dict(cls, data: dict, source: str | Path = "model config") -> "ICRSpec":
         try:
-            network = ICRNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["network"].items()})
+            network = ICRNetConfig(**tuples_from_lists(data["network"]))
             spacing = data.get("spacing")
             spec = cls(
                 kind=data["kind"],

@@ -18,6 +18,8 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets import UNet
 from torch import nn
 
+from sparsert.models.config_values import tuples_from_lists
+
 
 @dataclass
 class SCMConfig:
@@ -40,7 +42,7 @@ class SCMConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "SCMConfig":
         """A config from saved or command-line values (their lists become tuples)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return cls(**tuples_from_lists(values))
 
 
 # Per-structure decoder inputs in the order the decoder's first layer was trained on (part of the
