@@ -92,6 +92,7 @@ def scm_pass(
 
     background = scr[:, -1:]
     margin = margin_voxels(STRUCTURE_MARGIN_MM, spacing_kji)
+    multiple = 2 ** (len(net.config.decoder_channels) - 1)
     outputs = []
     n_structures = structure_scribbles.shape[0]
     for k in range(n_structures):
@@ -110,8 +111,7 @@ def scm_pass(
             own_scribble=scr[:, k : k + 1][crop], background_scribble=background[crop],
             other_scribbles=other_structs[crop], own_distance=dist[None, None],
         )
-        multiple = 2 ** (len(net.config.decoder_channels) - 1)
-        padded = {name: pad_to_multiple(x, multiple)[0] for name, x in inputs.items()}
-        logits = crop_back(net.decode(**padded), tuple(s.stop - s.start for s in box))
+        decoder_inputs = {name: pad_to_multiple(x, multiple)[0] for name, x in inputs.items()}
+        logits = crop_back(net.decode(**decoder_inputs), tuple(s.stop - s.start for s in box))
         outputs.append(StructureLogits(k, box, logits))
     return SCMPass(roi, features, centroids, present, scr, outputs)

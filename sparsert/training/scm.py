@@ -210,8 +210,7 @@ def load_initial_weights(net: SCMNet, name_or_path: str) -> None:
     """Trained weights into ``net``; they must come from the same network, less at most its
     full-resolution head (which then starts at zero)."""
     start = load_scm(name_or_path)
-    # Settings given on the command line arrive as lists, saved ones as tuples.
-    theirs, ours = start.config.to_dict(), SCMConfig.from_dict(net.config.to_dict()).to_dict()
+    theirs, ours = start.config.to_dict(), net.config.to_dict()
     differ = [k for k in ours if k != "head_channels" and theirs[k] != ours[k]]
     if start.head is not None and theirs["head_channels"] != ours["head_channels"]:
         differ.append("head_channels")
