@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sparsert.errors import InputError
+from sparsert.models.icr import ICRSpec
+from sparsert.models.scm import SCMConfig
 from sparsert.training.config import load_config
 from sparsert.training.icr import ICRTrainConfig
 
@@ -24,3 +26,14 @@ def test_bad_settings_are_named():
         load_config(ICRTrainConfig, None, {"lr": "fast"})
     with pytest.raises(InputError, match=r"config.network: unknown setting\(s\) width"):
         load_config(ICRTrainConfig, None, {"network.width": 3})
+
+
+def test_model_configs_read_back_from_weight_files_the_same_way():
+    # Saved configs are JSON-like: lists where the dataclasses hold tuples, optional tuples included.
+    saved = {**ICRSpec().to_dict(), "modalities": ["ct"], "spacing": [1.0, 1.0, 2.0]}
+    saved["network"]["channels"] = [8, 16, 32]
+    spec = ICRSpec.from_dict(saved)
+    assert spec.modalities == ("ct",) and spec.spacing == (1.0, 1.0, 2.0) and spec.network.channels == (8, 16, 32)
+    assert ICRSpec.from_dict({**saved, "spacing": None}).spacing is None
+    with pytest.raises(InputError, match=r"scribble-completion network config: unknown setting\(s\) depth"):
+        SCMConfig.from_dict({**SCMConfig().to_dict(), "depth": 5})

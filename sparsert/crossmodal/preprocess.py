@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from sparsert.completion.contract import expanded_box
 from sparsert.errors import InputError
 from sparsert.io.volume import Geometry, Volume, resample
-from sparsert.models.config_values import tuples_from_lists
+from sparsert.config_dicts import from_dict
 from sparsert.preprocessing.ct import ct_to_hu, soft_tissue_window
 
 # Plausible Hounsfield units: air is about -1000, cortical bone and metal a few thousand.
@@ -45,7 +45,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "PreprocessConfig":
-        return cls(**tuples_from_lists(data))
+        return from_dict(cls, data, "cross-modal preprocessing config")
 
 
 @dataclass

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from sparsert.errors import InputError
-from sparsert.models.config_values import tuples_from_lists
+from sparsert.config_dicts import from_dict
 
 ARCHITECTURES = ("cmfnet", "stacked")
 CT_DOWNSAMPLINGS = 3
@@ -52,7 +52,7 @@ class CmFNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CmFNetConfig":
-        return cls(**tuples_from_lists(data))
+        return from_dict(cls, data, "cross-modal network config")
 
     def validate(self) -> "CmFNetConfig":
         if self.architecture not in ARCHITECTURES:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsert.models.config_values import tuples_from_lists
+from sparsert.config_dicts import from_dict
 
 
 @dataclass
@@ -48,7 +48,7 @@ class DoseNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "DoseNetConfig":
-        return cls(**tuples_from_lists(data))
+        return from_dict(cls, data, "dose network config")
 
 
 class ConvBlock(nn.Module):

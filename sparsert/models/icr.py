@@ -23,7 +23,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from sparsert.errors import InputError
-from sparsert.models.config_values import tuples_from_lists
+from sparsert.config_dicts import from_dict
 from sparsert.models.scm import crop_back, pad_to_multiple
 
 KINDS = ("initial", "two_stage", "deepgrow", "deepedit")
@@ -69,18 +69,8 @@ class ICRSpec:
     @classmethod
     def from_dict(cls, data: dict, source: str | Path = "model config") -> "ICRSpec":
         try:
-            network = ICRNetConfig(**tuples_from_lists(data["network"]))
-            spacing = data.get("spacing")
-            spec = cls(
-                kind=data["kind"],
-                modalities=tuple(data["modalities"]),
-                structure=str(data["structure"]),
-                spacing=tuple(float(s) for s in spacing) if spacing is not None else None,
-                click_radius_mm=float(data["click_radius_mm"]),
-                click_sigma_mm=float(data["click_sigma_mm"]),
-                network=network,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            spec = from_dict(cls, data, str(source))
+        except TypeError as exc:
             raise InputError(f"{source}: not a click-refinement model configuration ({exc})") from None
         if spec.kind not in KINDS:
             raise InputError(f"{source}: unknown model kind '{spec.kind}' (known: {', '.join(KINDS)})")

@@ -18,7 +18,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets import UNet
 from torch import nn
 
-from sparsert.models.config_values import tuples_from_lists
+from sparsert.config_dicts import from_dict
 
 
 @dataclass
@@ -42,7 +42,7 @@ class SCMConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "SCMConfig":
         """A config from saved or command-line values (their lists become tuples)."""
-        return cls(**tuples_from_lists(values))
+        return from_dict(cls, values, "scribble-completion network config")
 
 
 # Per-structure decoder inputs in the order the decoder's first layer was trained on (part of the
