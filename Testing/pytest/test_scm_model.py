@@ -1,4 +1,4 @@
-"""The SCM network: decoder inputs, the full-resolution head, and starting from trained weights."""
+"""The SCM network: decoder inputs, the full-resolution head, starting from trained weights, and its masks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sparsert.completion.scm import load_scm
+from sparsert.completion.contract import competing_structures
+from sparsert.completion.scm import load_scm, masks_from_probabilities
 from sparsert.completion.scm_forward import scm_pass
 from sparsert.data.datasets import open_dataset
 from sparsert.errors import InputError
@@ -70,3 +71,25 @@ def test_without_clustering_the_decoder_ignores_similarities_but_not_scribbles()
         other_scribble = net.decode(**{**inputs, "own_scribble": 1.0 - inputs["own_scribble"]})
     torch.testing.assert_close(reference, other_similarities)
     assert not torch.allclose(reference, other_scribble)
+
+
+def test_masks_follow_the_overlap_rule_and_the_scribbles():
+    # One row of voxels: PTV70, PTV63 (two targets: cannot overlap) and the Mandible (an organ: may
+    # overlap either target).
+    names = ["PTV70", "PTV63", "Mandible"]
+    probs = np.zeros((3, 1, 1, 10), np.float32)
+    probs[0, ..., 0:6] = [0.9, 0.9, 0.8, 0.95, 0.55, 0.4]
+    probs[1, ..., 2:9] = [0.7, 0.7, 0.9, 0.9, 0.9, 0.9, 0.9]
+    probs[2, ..., 4:8] = 0.8
+    scribbles = np.zeros((3, 1, 1, 10), bool)
+    scribbles[0, ..., 0] = scribbles[1, ..., 7] = scribbles[2, ..., 5] = True
+    scribbles[1, ..., 3] = True  # a PTV63 stroke where PTV70 is more probable: the stroke wins
+    background = np.zeros((1, 1, 10), bool)
+    background[..., 9] = True  # a background stroke inside PTV63's high probability
+    competitors = competing_structures(names, scribbles)
+    assert competitors == [frozenset({1}), frozenset({0}), frozenset()]
+    masks = masks_from_probabilities(probs, scribbles, background, competitors)
+    assert np.flatnonzero(masks[0]).tolist() == [0, 1, 2]
+    assert np.flatnonzero(masks[1]).tolist() == [3, 4, 5, 6, 7, 8]
+    assert np.flatnonzero(masks[2]).tolist() == [4, 5, 6, 7]
+    assert not (masks[0] & masks[1]).any()

@@ -14,7 +14,7 @@ share a voxel always overlap. ``may_overlap`` replaces the default rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,10 +55,7 @@ class Seeds:
 
     def rest(self, index: int, leave_out: frozenset[int] = frozenset()) -> np.ndarray:
         """Seeds of everything that is not structure ``index`` (skipping the structures ``leave_out``)."""
-        mask = self.background.copy()
-        for other in self.competitors[index] - leave_out:
-            mask |= self.foreground[other]
-        return mask & ~self.foreground[index]
+        return rest_seeds(index, self.foreground, self.background, self.competitors, leave_out)
 
     def exclusive_groups(self) -> list[list[int]]:
         """Structures that one multi-label run completes exactly as their binary runs.
@@ -71,6 +68,35 @@ class Seeds:
         for index, competitors in enumerate(self.competitors):
             groups.setdefault(competitors | {index}, []).append(index)
         return list(groups.values())
+
+
+def competing_structures(
+    names: Sequence[str],
+    scribbles: Sequence[np.ndarray],
+    may_overlap: Callable[[str, str], bool] = targets_overlap_organs,
+) -> list[frozenset[int]]:
+    """For every structure, the indices of those that cannot overlap it (scribbles sharing a voxel may)."""
+    return [
+        frozenset(
+            m for m, other in enumerate(names)
+            if m != n and not may_overlap(name, other) and not (scribbles[m] & scribbles[n]).any()
+        )
+        for n, name in enumerate(names)
+    ]
+
+
+def rest_seeds(
+    index: int,
+    foreground: Sequence[np.ndarray],
+    background: np.ndarray,
+    competitors: Sequence[frozenset[int]],
+    leave_out: frozenset[int] = frozenset(),
+) -> np.ndarray:
+    """Background strokes plus the scribbles of ``index``'s competitors (but ``leave_out``), less its own."""
+    mask = background.copy()
+    for other in competitors[index] - leave_out:
+        mask |= foreground[other]
+    return mask & ~foreground[index]
 
 
 def prepare_seeds(
@@ -111,13 +137,7 @@ def prepare_seeds(
             f"scribbles have {state} (segments: {', '.join(scribbles.names)}); completion needs background strokes "
             "as a second label: paint some, or ask for an automatic background"
         )
-    competitors = [
-        frozenset(
-            m for m, other in enumerate(structures)
-            if m != n and not may_overlap(s.name, other.name) and not (other.mask & s.mask).any()
-        )
-        for n, s in enumerate(structures)
-    ]
+    competitors = competing_structures([s.name for s in structures], [s.mask for s in structures], may_overlap)
     return Seeds(
         names=[s.name for s in structures],
         colors=[s.color for s in structures],

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from sparsert.completion.contract import CompletedSegmentation, prepare_seeds
+from sparsert.completion.contract import CompletedSegmentation, prepare_seeds, rest_seeds
 from sparsert.completion.scm_forward import scm_pass
 from sparsert.device import resolve_device
 from sparsert.io.segmentation import Segment, Segmentation
@@ -48,11 +49,24 @@ def predict_probabilities(
     return probs
 
 
-def masks_from_probabilities(probs: np.ndarray, structures: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Threshold at 0.5, honour the scribbles, keep only connected parts that hold a scribble."""
-    masks = probs >= 0.5
+def masks_from_probabilities(
+    probs: np.ndarray,
+    structures: np.ndarray,
+    background: np.ndarray,
+    competitors: Sequence[frozenset[int]],
+) -> np.ndarray:
+    """Threshold at 0.5; a voxel claimed by structures that cannot overlap (``competitors``, see
+    :func:`sparsert.completion.contract.competing_structures`) goes to the most probable of them; scribbles are honoured; only
+    connected parts holding a scribble are kept."""
+    claimed = probs >= 0.5
+    masks = claimed.copy()
+    for k, rivals in enumerate(competitors):
+        for j in rivals:
+            # Ties go to the lower index, so exactly one of two equally probable rivals keeps the voxel.
+            beats = (probs[j] > probs[k]) | ((probs[j] == probs[k]) & (j < k))
+            masks[k] &= ~(claimed[j] & beats)
     for k in range(masks.shape[0]):
-        m = (masks[k] | structures[k]) & ~(background & ~structures[k])
+        m = (masks[k] | structures[k]) & ~rest_seeds(k, structures, background, competitors)
         labels, n = ndimage.label(m)
         if n > 1:
             keep = np.unique(labels[structures[k] & (labels > 0)])
@@ -80,6 +94,6 @@ def complete_scm(
     net = net or load_scm(model, device=device)
     stack = np.stack(seeds.foreground)
     probs = predict_probabilities(net, ct_channels(image.array), stack, seeds.background, image.geometry.spacing_kji)
-    masks = masks_from_probabilities(probs, stack, seeds.background)
+    masks = masks_from_probabilities(probs, stack, seeds.background, seeds.competitors)
     segments = [Segment(n, m, c) for n, m, c in zip(seeds.names, masks, seeds.colors)]
     return CompletedSegmentation(image.geometry, segments, warnings=list(seeds.warnings))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sparsert.completion.contract import competing_structures
 from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
 from sparsert.completion.scm_forward import SCMPass, scm_pass
 from sparsert.dose.grid import as_batch
@@ -123,7 +124,7 @@ def validate(model: JointNet, cases: list[CachedCase], seed: int = 1234) -> dict
         everything = list(range(len(case.names)))
         scribbles, background = simulate_for(case, everything, np.random.default_rng(seed + i), **EVAL_SCRIBBLES)
         probs = predict_probabilities(model.scm, case.image, scribbles, background, case.spacing_kji)
-        masks = masks_from_probabilities(probs, scribbles, background)
+        masks = masks_from_probabilities(probs, scribbles, background, competing_structures(case.names, scribbles))
         dices += [dice(masks[k], case.masks[k]) for k in everything]
         channels, highest = channels_from_masks(case, {name: masks[k] for k, name in enumerate(case.names)})
         working = to_working_case(case, as_batch(channels), highest, model.working_spacing_kji)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from sparsert.completion.contract import competing_structures
 from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
 from sparsert.completion.scm_forward import ROI_MARGIN_MM, SCMPass, bounding_box, margin_voxels, scm_pass
 from sparsert.errors import InputError
@@ -198,7 +199,8 @@ def validate(net: SCMNet, cases: list[CachedCase], seed: int = 1234) -> dict:
         keep = list(range(len(case.names)))
         scribbles, background = simulate_for(case, keep, rng, **EVAL_SCRIBBLES)
         probs = predict_probabilities(net, case.image, scribbles, background, case.spacing_kji)
-        masks = masks_from_probabilities(probs, scribbles, background)
+        competitors = competing_structures([case.names[k] for k in keep], scribbles)
+        masks = masks_from_probabilities(probs, scribbles, background, competitors)
         for k in keep:
             per_structure.setdefault(case.names[k], []).append(dice(masks[k], case.masks[k]))
     net.train()
