@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sparsert.completion.contract import competing_structures
-from sparsert.completion.scm import load_scm, masks_from_probabilities
+from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
 from sparsert.completion.scm_forward import scm_pass
 from sparsert.data.datasets import open_dataset
 from sparsert.errors import InputError
@@ -93,3 +93,16 @@ def test_masks_follow_the_overlap_rule_and_the_scribbles():
     assert np.flatnonzero(masks[1]).tolist() == [3, 4, 5, 6, 7, 8]
     assert np.flatnonzero(masks[2]).tolist() == [4, 5, 6, 7]
     assert not (masks[0] & masks[1]).any()
+
+
+def test_flip_averaging_mirrors_exactly(tiny_openkbp):
+    # Averaged with its mirrored pass, the prediction of mirrored inputs is the mirrored prediction.
+    torch.manual_seed(0)
+    net = SCMNet(SCMConfig(encoder_channels=(4, 8), feature_channels=4, decoder_channels=(4, 8), head_channels=4)).eval()
+    image, stack, background, spacing = _case_inputs(tiny_openkbp)
+    mirror = lambda a: np.ascontiguousarray(a[..., ::-1])  # noqa: E731
+    plain = predict_probabilities(net, image, stack, background, spacing, flips=True)
+    mirrored = predict_probabilities(net, mirror(image), mirror(stack), mirror(background), spacing, flips=True)
+    np.testing.assert_allclose(mirrored, plain[..., ::-1], atol=1e-5)
+    single = predict_probabilities(net, image, stack, background, spacing)
+    assert np.abs(single - plain).max() > 1e-3  # the network alone is not mirror-symmetric

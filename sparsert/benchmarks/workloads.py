@@ -100,14 +100,15 @@ class Workload(ABC):
 class Completion(Workload):
     family = "completion"
 
-    def __init__(self, method: str, description: str) -> None:
+    def __init__(self, method: str, description: str, flips: bool = False) -> None:
         self.method = method
-        self.name = f"completion-{method}"
+        self.flips = flips
+        self.name = f"completion-{method}" + ("-flips" if flips else "")
         self.description = description
         self.models = ("scm",) if method == "scm" else ()
 
     def load(self, weights: dict[str, str], device: torch.device) -> Complete:
-        options = {**DEFAULT_OPTIONS.get(self.method, {}), "device": device}
+        options = {**DEFAULT_OPTIONS.get(self.method, {}), "device": device, "flips": self.flips}
         if self.method == "scm":
             options["net"] = load_scm_checkpoint(weights["scm"], device)
         return completer(self.method, **options)
@@ -214,6 +215,7 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Completion("scm", "scribbles -> structures, SCM network"),
+        Completion("scm", "scribbles -> structures, SCM network averaged with its left-right mirrored pass", flips=True),
         Completion("growcut", "scribbles -> structures, Slicer's Grow from seeds (peer)"),
         Completion("randomwalker", "scribbles -> structures, random walker (peer)"),
         Dose("mask", "dose from the dense structures"),

@@ -13,7 +13,7 @@ from sparsert.io.output import writable
 # needs no torch).
 MODEL_KIND_NAMES = ("scm", "dose", "icr", "crossmodal")
 WORKLOAD_NAMES = (
-    "completion-scm", "completion-growcut", "completion-randomwalker", "dose-mask", "dose-scribble", "interactive",
+    "completion-scm", "completion-scm-flips", "completion-growcut", "completion-randomwalker", "dose-mask", "dose-scribble", "interactive",
     "crossmodal",
 )
 FAMILY_DATA = {

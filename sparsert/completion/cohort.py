@@ -26,10 +26,10 @@ from sparsert.scribbles.simulate import EVAL_SCRIBBLES, simulate_scribbles
 Complete = Callable[[Volume, Segmentation], CompletedSegmentation]
 
 
-def load_completer(method: str, model: str, device: str) -> Complete:
+def load_completer(method: str, model: str, device: str, flips: bool = False) -> Complete:
     """``complete(image, scribbles)`` for ``method``, with the SCM network loaded once rather than per call."""
     net = load_scm(model, device=device) if method == "scm" else None
-    return completer(method, model=model, device=device, net=net)
+    return completer(method, model=model, device=device, net=net, flips=flips)
 
 
 def case_structures(case: Case) -> Segmentation:
@@ -57,13 +57,14 @@ class CompletionCohort:
     model: str = "scm"
     device: str = "cpu"
     seed: int = 0
+    flips: bool = False
     overwrite: bool = False
 
     def outputs(self, case_id: str) -> list[Path]:
         return [self.out_dir / f"{output_stem(case_id)}.seg.nrrd"]
 
     def load(self) -> CaseFunction:
-        return partial(self._complete, load_completer(self.method, self.model, self.device))
+        return partial(self._complete, load_completer(self.method, self.model, self.device, self.flips))
 
     def _complete(self, complete: Complete, case_id: str) -> list[Path]:
         completed = complete_simulated(self.dataset, self.dataset.load(case_id), complete, self.seed)

@@ -37,9 +37,22 @@ def load_scm_checkpoint(path: str | Path, device: str | torch.device = "cpu") ->
 
 @torch.no_grad()
 def predict_probabilities(
+    net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji, flips: bool = False
+) -> np.ndarray:
+    """Per-structure probability volumes (K, D, H, W) float32; zero outside each structure's crop.
+
+    ``flips`` averages with the pass on the left-right mirrored inputs (twice the time).
+    """
+    probs = _network_probabilities(net, image, structures, background, spacing_kji)
+    if flips:
+        mirrored = [np.ascontiguousarray(a[..., ::-1]) for a in (image, structures, background)]
+        probs = 0.5 * (probs + _network_probabilities(net, *mirrored, spacing_kji)[..., ::-1])
+    return probs
+
+
+def _network_probabilities(
     net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji
 ) -> np.ndarray:
-    """Per-structure probability volumes (K, D, H, W) float32; zero outside each structure's crop."""
     device = next(net.parameters()).device
     result = scm_pass(net, image, structures, background, spacing_kji, device=device)
     probs = np.zeros(structures.shape, dtype=np.float32)
@@ -84,16 +97,18 @@ def complete_scm(
     net: SCMNet | None = None,
     auto_background: bool = False,
     background_margin_mm: float = 20.0,
+    flips: bool = False,
 ) -> CompletedSegmentation:
     """Dense structures from scribbles with the trained SCM network (the completion contract).
 
     One segment per scribbled structure, names and colours kept, overlap allowed; ``net`` reuses a
     loaded network (the Slicer module keeps one), otherwise ``model`` (registry name or file) is loaded.
+    ``flips``: average with the left-right mirrored pass (see :func:`predict_probabilities`).
     """
     seeds = prepare_seeds(image, scribbles, auto_background=auto_background, background_margin_mm=background_margin_mm)
     net = net or load_scm(model, device=device)
     stack = np.stack(seeds.foreground)
-    probs = predict_probabilities(net, ct_channels(image.array), stack, seeds.background, image.geometry.spacing_kji)
+    probs = predict_probabilities(net, ct_channels(image.array), stack, seeds.background, image.geometry.spacing_kji, flips)
     masks = masks_from_probabilities(probs, stack, seeds.background, seeds.competitors)
     segments = [Segment(n, m, c) for n, m, c in zip(seeds.names, masks, seeds.colors)]
     return CompletedSegmentation(image.geometry, segments, warnings=list(seeds.warnings))
