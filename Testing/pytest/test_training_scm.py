@@ -1,4 +1,4 @@
-"""Training the scribble completion module: a real (tiny) run through the CLI, then resuming it."""
+"""Training the scribble completion module: a real (tiny) run through the CLI, then resuming it; its samples."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from sparsert.cli.main import main
 from sparsert.completion import complete_scm
 from sparsert.data.datasets import open_dataset
 from sparsert.scribbles.simulate import simulate_scribbles
+from sparsert.training.cache import cached_cases
+from sparsert.training.scm import ScribbleSamples, SCMTrainConfig
 
 
 def test_train_scm_cli_writes_a_resumable_run(tiny_openkbp, tmp_path, monkeypatch):
@@ -51,3 +53,12 @@ def test_train_scm_cli_writes_a_resumable_run(tiny_openkbp, tmp_path, monkeypatc
     assert completed.names == case.structures.names
     for seg in completed.segments:
         assert seg.mask[scribbles[seg.name].mask].all()  # scribbled voxels are always inside
+
+
+def test_mirrored_samples_are_the_same_draws_mirrored(tiny_openkbp, tmp_path):
+    paths = cached_cases(open_dataset(str(tiny_openkbp)), root=tmp_path)
+    plain = next(iter(ScribbleSamples(paths, SCMTrainConfig())))
+    mirrored = next(iter(ScribbleSamples(paths, SCMTrainConfig(flip_p=1.0))))
+    assert plain["scribbles"].any()
+    for key in ("image", "scribbles", "background", "truth", "boundary"):
+        assert torch.equal(mirrored[key], plain[key].flip(-1)), key

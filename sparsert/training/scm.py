@@ -51,6 +51,9 @@ class SCMTrainConfig:
     seed: int = 0
     roi_max: tuple[int, int, int] = (48, 96, 96)
     structure_keep_p: float = 0.8
+    # Left-right mirroring of training crops (off by default, so the commands in the model cards keep
+    # their meaning); structures are named by their scribbles, so a mirrored left parotid stays valid.
+    flip_p: float = 0.0
     val_every: int = 500
     checkpoint_every: int = 50
     log_every: int = 10
@@ -61,8 +64,6 @@ class SCMTrainConfig:
     init: str | None = None  # start from trained weights (registry name or model file); a head they lack starts at zero
     model: SCMConfig = field(default_factory=SCMConfig)
     losses: LossWeights = field(default_factory=LossWeights)
-
-
 
 
 def _geometry(case: CachedCase) -> Geometry:
@@ -128,14 +129,16 @@ class ScribbleSamples(IterableDataset):
         scr = scribbles[crop]
         if not scr.any():
             return None
-        return {
-            "image": torch.from_numpy(case.image[crop].copy()),
-            "scribbles": torch.from_numpy(scr.copy()),
-            "background": torch.from_numpy(background[roi].copy()),
-            "truth": torch.from_numpy(case.masks[keep][crop].copy()),
-            "boundary": torch.from_numpy(case.boundary[roi].copy()),
-            "spacing": torch.tensor(case.spacing_kji),
+        arrays = {
+            "image": case.image[crop],
+            "scribbles": scr,
+            "background": background[roi],
+            "truth": case.masks[keep][crop],
+            "boundary": case.boundary[roi],
         }
+        flip = self.config.flip_p > 0 and rng.random() < self.config.flip_p
+        sample = {k: torch.from_numpy((a[..., ::-1] if flip else a).copy()) for k, a in arrays.items()}
+        return {**sample, "spacing": torch.tensor(case.spacing_kji)}
 
 
 def _random_subbox(box, max_size, rng) -> tuple[slice, slice, slice]:
