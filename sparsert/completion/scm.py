@@ -69,8 +69,8 @@ def masks_from_probabilities(
     competitors: Sequence[frozenset[int]],
 ) -> np.ndarray:
     """Threshold at 0.5; a voxel claimed by structures that cannot overlap (``competitors``, see
-    :func:`sparsert.completion.contract.competing_structures`) goes to the most probable of them; scribbles are honoured; only
-    connected parts holding a scribble are kept."""
+    :func:`sparsert.completion.contract.competing_structures`) goes to the most probable of them;
+    scribbles are honoured; only connected parts holding a scribble are kept."""
     claimed = probs >= 0.5
     masks = claimed.copy()
     for k, rivals in enumerate(competitors):
@@ -101,7 +101,8 @@ def complete_scm(
 ) -> CompletedSegmentation:
     """Dense structures from scribbles with the trained SCM network (the completion contract).
 
-    One segment per scribbled structure, names and colours kept, overlap allowed; ``net`` reuses a
+    One segment per scribbled structure, names and colours kept, overlapping where the contract's
+    rule allows (a target and an organ); ``net`` reuses a
     loaded network (the Slicer module keeps one), otherwise ``model`` (registry name or file) is loaded.
     ``flips``: average with the left-right mirrored pass (see :func:`predict_probabilities`).
     """
