@@ -215,7 +215,7 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Completion("scm", "scribbles -> structures, SCM network"),
-        Completion("scm", "scribbles -> structures, SCM network averaged with its left-right mirrored pass", flips=True),
+        Completion("scm", "scribbles -> structures, SCM network averaged with its mirrored pass", flips=True),
         Completion("growcut", "scribbles -> structures, Slicer's Grow from seeds (peer)"),
         Completion("randomwalker", "scribbles -> structures, random walker (peer)"),
         Dose("mask", "dose from the dense structures"),

@@ -13,8 +13,8 @@ from sparsert.io.output import writable
 # needs no torch).
 MODEL_KIND_NAMES = ("scm", "dose", "icr", "crossmodal")
 WORKLOAD_NAMES = (
-    "completion-scm", "completion-scm-flips", "completion-growcut", "completion-randomwalker", "dose-mask", "dose-scribble", "interactive",
-    "crossmodal",
+    "completion-scm", "completion-scm-flips", "completion-growcut", "completion-randomwalker", "dose-mask",
+    "dose-scribble", "interactive", "crossmodal",
 )
 FAMILY_DATA = {
     "completion": "the shared OpenKBP NIfTI validation cases",
