@@ -14,7 +14,8 @@ from sparsert.cli.main import main
 from sparsert.data.datasets import open_dataset
 from sparsert.data.sts import read_sts_masks
 from sparsert.errors import InputError
-from sparsert.io.volume import Geometry
+from sparsert.io.segmentation_io import read_segmentation
+from sparsert.io.volume import Geometry, write_image
 from sparsert.models.icr import load_icr_model
 from sparsert.training.icr import ICRTrainConfig, train_icr
 from sparsert.training.folds import cv_folds, fold_split
@@ -162,3 +163,28 @@ def test_weights_can_be_selected_on_training_patients_set_aside(sts_dir, tmp_pat
     assert "val" in metadata and "selection" not in metadata  # chosen on the set-aside patients, not "last"
     assert main(args + ["--set", "selection_cases=16", "--out", str(tmp_path / "r2")]) == 1
     assert "leaves no training case" in capsys.readouterr().err
+
+
+def test_ct_only_ptv70_configuration_on_openkbp(tiny_openkbp, tmp_path, capsys):
+    """The second configuration: CT alone, the OpenKBP PTV70 target, both stages, then ``sparsert refine``."""
+    common = ["--data", f"cases:{tiny_openkbp}", "--all-cases", "--steps", "1", "--cache", str(tmp_path / "cache"),
+              "--device", "cpu", "--set", "data.modalities=[ct]", "--set", "data.structure=PTV70",
+              "--set", "data.spacing=[6.0,6.0,9.0]", "--set", "data.size_kji=[16,32,32]",
+              "--set", "network.channels=[4,8,16]", "--set", "network.strides=[2,2]", "--set", "network.num_res_units=0"]
+    assert main(["train", "initial", "--out", str(tmp_path / "initial"), *common]) == 0
+    assert main(["train", "refine", "--out", str(tmp_path / "refine"), "--initial", str(tmp_path / "initial" / "best.pt"),
+                 "--set", "max_interactions=2", *common]) == 0
+    model = load_icr_model(tmp_path / "refine" / "best.pt")
+    assert model.spec.kind == "two_stage" and model.spec.modalities == ("ct",) and model.spec.structure == "PTV70"
+
+    case = open_dataset(f"cases:{tiny_openkbp}").load("pt_201")
+    ct_path = write_image(case.images["ct"], tmp_path / "ct.nrrd")
+    clicks = tmp_path / "clicks.json"
+    clicks.write_text(json.dumps([{"ijk": [32, 32, 20], "positive": True}]))
+    out = tmp_path / "ptv70.seg.nrrd"
+    capsys.readouterr()
+    assert main(["refine", "--image", str(ct_path), "--clicks", str(clicks), "--model", str(tmp_path / "refine" / "best.pt"),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    assert "'PTV70'" in capsys.readouterr().out
+    seg = read_segmentation(out)
+    assert seg.names == ["PTV70"] and seg.geometry.matches(case.images["ct"].geometry)
