@@ -114,3 +114,32 @@ def test_the_scribble_baseline_sees_scribbles_inside_the_structures(tiny_dose_ru
     structure = slice(TARGET_CHANNEL, ORGAN_CHANNELS.stop)
     assert 0 < (sparse[structure] > 0).sum() < 0.5 * (dense[structure] > 0).sum()
     assert not ((sparse[structure] > 0) & (dense[structure] == 0)).any()  # scribbles lie inside their structures
+
+
+def test_the_scribble_baseline_is_given_scribbles_as_drawn(tiny_dose_run, tiny_openkbp, tmp_path, capsys):
+    _, args = tiny_dose_run
+    run = tmp_path / "scribble-run"
+    train = [a if a != str(tiny_dose_run[0]) else str(run) for a in args]
+    assert main(train + ["--steps", "1", "--set", "prompt=scribble"]) == 0
+    model = str(run / "best.pt")
+    assert load_dose_checkpoint(model).prompt == "scribble"
+
+    # A missing completion model is never loaded: the baseline's input is the scribbles themselves.
+    cohort = ["dose", "--data", str(tiny_openkbp), "--model", model, "--completion-model", str(tmp_path / "none.pt"),
+              "--device", "cpu", "--max-cases", "1"]
+    assert main(cohort + ["--prompt", "scribble", "--out", str(tmp_path / "pred")]) == 0
+    case_id = open_dataset(str(tiny_openkbp)).case_ids()[0]
+    assert read_image(tmp_path / "pred" / f"{case_id}.nrrd").array.max() > 0
+    capsys.readouterr()
+    assert main(cohort + ["--prompt", "mask", "--out", str(tmp_path / "pred_mask")]) == 1
+    assert "trained on scribbles in place of structures" in capsys.readouterr().err
+
+    folder = tiny_openkbp / case_id
+    case = open_dataset(str(tiny_openkbp)).load(case_id)
+    scribbles = write_segmentation(simulate_scribbles(case.structures, seed=0), tmp_path / "scribbles.seg.nrrd")
+    one = ["dose", "--ct", str(folder / "ct.nrrd"), "--model", model, "--completion-model", str(tmp_path / "none.pt"),
+           "--device", "cpu"]
+    assert main(one + ["--scribbles", str(scribbles), "--out", str(tmp_path / "d.nrrd")]) == 0
+    assert main(one + ["--structures", str(folder / "structures.seg.nrrd"), "--out", str(tmp_path / "e.nrrd")]) == 1
+    assert "give it scribbles, not dense structures" in capsys.readouterr().err
+    assert not (tmp_path / "e.nrrd").exists()

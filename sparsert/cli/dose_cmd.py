@@ -68,7 +68,7 @@ def _completer(args: argparse.Namespace):
 
 
 def run_case(args: argparse.Namespace) -> int:
-    from sparsert.dose.predict import load_dose_model, predict_dose
+    from sparsert.dose.predict import load_dose_model, predict_dose, takes_scribbles
     from sparsert.io.dose_io import write_dose
     from sparsert.io.segmentation_io import read_structures, write_structures
     from sparsert.io.volume import read_image
@@ -85,10 +85,17 @@ def run_case(args: argparse.Namespace) -> int:
     roles = read_roles(args.roles) if args.roles else None
     model = load_dose_model(args.model, args.device)
     start = time.perf_counter()
+    as_drawn = takes_scribbles(model, "scribble" if args.scribbles else "mask")
     if args.scribbles:
-        structures = _completer(args)(ct, read_structures(args.scribbles, dicom_ct or ct.geometry))
-        if args.completed_out:
-            write_structures(structures, args.completed_out, reference_ct_folder=dicom_ct, overwrite=args.overwrite)
+        structures = read_structures(args.scribbles, dicom_ct or ct.geometry)
+        if as_drawn:
+            if args.completed_out:
+                raise InputError(f"--completed-out: the dose model {model.source} takes the scribbles as drawn, "
+                                 "nothing is completed")
+        else:
+            structures = _completer(args)(ct, structures)
+            if args.completed_out:
+                write_structures(structures, args.completed_out, reference_ct_folder=dicom_ct, overwrite=args.overwrite)
     else:
         structures = read_structures(args.structures, dicom_ct or ct.geometry)
     dose = predict_dose(model, ct, structures, body, roles, parse_prescriptions(args.prescription), flips=args.flips)

@@ -39,12 +39,16 @@ def case_structures(case: Case) -> Segmentation:
     return Segmentation(case.geometry, [s for s in case.structures.segments if s.mask.any()])
 
 
-def complete_simulated(dataset: Dataset, case: Case, complete: Complete, seed: int) -> CompletedSegmentation:
-    """The case's structures scribbled (background mostly inside its possible-dose mask) and completed."""
+def simulated_scribbles(dataset: Dataset, case: Case, seed: int) -> Segmentation:
+    """The case's structures scribbled (background mostly inside its possible-dose mask), seeded per case."""
     body = case.possible_dose_mask.array > 0 if case.possible_dose_mask is not None else None
-    scribbles = simulate_scribbles(case_structures(case), body_mask=body,
-                                   seed=seed + dataset.case_ids().index(case.case_id), **EVAL_SCRIBBLES)
-    return complete(case.images[case.reference_name], scribbles)
+    return simulate_scribbles(case_structures(case), body_mask=body,
+                              seed=seed + dataset.case_ids().index(case.case_id), **EVAL_SCRIBBLES)
+
+
+def complete_simulated(dataset: Dataset, case: Case, complete: Complete, seed: int) -> CompletedSegmentation:
+    """The case's :func:`simulated_scribbles`, completed."""
+    return complete(case.images[case.reference_name], simulated_scribbles(dataset, case, seed))
 
 
 @dataclass(frozen=True)

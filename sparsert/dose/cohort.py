@@ -12,10 +12,12 @@ from functools import partial
 from pathlib import Path
 
 from sparsert.cohort import CaseFunction, output_stem
-from sparsert.completion.cohort import Complete, case_structures, complete_simulated, load_completer
+from sparsert.completion.cohort import (
+    Complete, case_structures, complete_simulated, load_completer, simulated_scribbles,
+)
 from sparsert.data.datasets import Dataset
 from sparsert.data.openkbp_csv import is_challenge_grid, write_openkbp_prediction
-from sparsert.dose.predict import DEFAULT_MODEL, DoseModel, load_dose_model, predict_dose
+from sparsert.dose.predict import DEFAULT_MODEL, DoseModel, load_dose_model, predict_dose, takes_scribbles
 from sparsert.errors import InputError
 from sparsert.io.dose_io import write_dose
 
@@ -26,7 +28,7 @@ PROMPTS = ("mask", "scribble")
 class DoseCohort:
     """Predict every case (a :class:`~sparsert.cohort.CohortJob`); ``prompt="scribble"`` simulates
     seeded scribbles from the structures and completes them with ``completion`` first, as a user
-    painting scribbles would."""
+    painting scribbles would (a model trained on scribbles, the baseline, takes them as drawn)."""
 
     dataset: Dataset
     out_dir: Path
@@ -49,14 +51,17 @@ class DoseCohort:
     def load(self) -> CaseFunction:
         model = load_dose_model(self.model, self.device)
         complete = None
-        if self.prompt == "scribble":
+        as_drawn = takes_scribbles(model, self.prompt)
+        if self.prompt == "scribble" and not as_drawn:
             complete = load_completer(self.completion, self.completion_model, self.device)
         return partial(self._predict, model, complete)
 
     def _predict(self, model: DoseModel, complete: Complete | None, case_id: str) -> list[Path]:
         case = self.dataset.load(case_id)
-        if complete is None:
+        if self.prompt == "mask":
             structures = case_structures(case)
+        elif complete is None:
+            structures = simulated_scribbles(self.dataset, case, self.seed)
         else:
             structures = complete_simulated(self.dataset, case, complete, self.seed)
         ct = case.images[case.reference_name]

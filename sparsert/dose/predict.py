@@ -34,6 +34,9 @@ class DoseModel:
     domain: dict[str, list[float]] = field(default_factory=dict)
     window: tuple[int, int, int] | None = None  # the training crop: inference runs in such windows
     source: str = ""
+    # "mask": dense structures (scribbles are completed first); "scribble": the baseline trained on
+    # scribbles in the structure channels, which takes them as drawn.
+    prompt: str = "mask"
 
 
 def load_dose_model(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> DoseModel:
@@ -53,7 +56,19 @@ def load_dose_checkpoint(path: str | Path, device: str | torch.device = "cpu") -
         domain=metadata.get("domain", {}),
         window=tuple(metadata["crop"]) if "crop" in metadata else None,
         source=str(path),
+        prompt=metadata.get("prompt", "mask"),
     )
+
+
+def takes_scribbles(model: DoseModel, prompt: str) -> bool:
+    """Whether ``model`` is given scribbles as drawn (the scribble-trained baseline) rather than structures
+    completed from them; InputError when dense structures (``prompt="mask"``) are given to that baseline."""
+    if model.prompt != "scribble":
+        return False
+    if prompt != "scribble":
+        raise InputError(f"the dose model {model.source} was trained on scribbles in place of structures "
+                         "(the scribble baseline): give it scribbles, not dense structures")
+    return True
 
 
 def body_statistics(ct_body: np.ndarray, spacing_kji) -> dict[str, float]:
