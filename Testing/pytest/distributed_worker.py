@@ -43,6 +43,11 @@ def trained(train_step: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.T
     return hashlib.sha256(weights.numpy().tobytes()).hexdigest()
 
 
+def progress(message: str) -> None:
+    """Say how far this rank got (the test shows it when the run fails)."""
+    print(f"rank {distributed.rank()}: {message}", flush=True)
+
+
 def main(out: Path, data: str, cache: Path) -> None:
     device = distributed.setup("cpu")
     distributed.seed_process(0)  # a seed per rank: different initial weights and data on each
@@ -60,13 +65,16 @@ def main(out: Path, data: str, cache: Path) -> None:
         refused = True
     record = {"world_size": distributed.world_size(), "synced": synced, "unsynced": unsynced, "refused": refused}
     (out / f"rank{distributed.rank()}.json").write_text(json.dumps(record))
+    progress("replica checks done")
 
     dataset = open_dataset(data)
     with distributed.main_first():
         paths = cached_cases(dataset, cache, dataset.case_ids()[:2])
     for name in ("a", "b"):
         train_dose(paths, [], RunFolder(out / name), load_config(DoseTrainConfig, None, TINY_DOSE), device=device)
+        progress(f"dose training {name} done")
     distributed.cleanup()
+    progress("left the process group")
 
 
 if __name__ == "__main__":

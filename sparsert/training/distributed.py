@@ -70,7 +70,13 @@ def setup(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def cleanup() -> None:
+    """Leave the process group, after every rank has finished its last collective.
+
+    Without the barrier a rank may close its connections while a peer's Gloo thread still works on the
+    last exchange, which aborts that peer's process now and then ("terminate called ...").
+    """
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
