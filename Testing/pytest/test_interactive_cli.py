@@ -10,11 +10,12 @@ import pytest
 
 from interactive_testdata import save_model, sts_ct_pet, tiny_model
 from sparsert.cli.main import main
-from sparsert.evaluation.refine import Trajectory, summarize
+from sparsert.evaluation.refine import Trajectory, evaluate_cross_validation, evaluate_refinement, summarize
 from sparsert.interactive.session import RefinementSession
 from sparsert.io.segmentation_io import read_segmentation
 from sparsert.io.volume import write_image
 from sparsert.models.icr import load_click_model
+from sparsert.training.icr_data import ICRCase
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +94,35 @@ def test_evaluate_refine_writes_json_and_plot(tmp_path, sts_dir, model_files):
             "--out", str(out), "--plot", str(plot), "--device", "cpu"]
     assert main(args) == 0
     result = json.loads(out.read_text())
-    assert result["case_ids"] == ["STS_001", "STS_015"]  # patients 1 and 11 of 20 and result["n_cases"] == 2
+    assert result["case_ids"] == ["STS_001", "STS_015"] and result["n_cases"] == 2  # patients 1 and 11 of 20
     assert len(result["dice_curve"]) == 3 and set(result["dice_at"]) == {"0", "1"}
     assert len(result["cases"][0]["dice"]) == 3
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cross_validation_scores_each_fold_with_its_own_model(images):
+    ct = images[0]
+    scaled = (ct.array.astype(np.float32) + 1000.0) / 1000.0
+    k, j, i = np.indices(ct.array.shape)
+    cases = [ICRCase(f"case{n}", np.stack([scaled, np.roll(scaled, n, axis=2)]),
+                     (k - 6) ** 2 / 9 + (j - 20 - 4 * n) ** 2 / 64 + (i - 24) ** 2 / 64 <= 1, ct.geometry)
+             for n in range(3)]
+    models = [tiny_model(seed=s) for s in (3, 4)]
+    folds = [cases[:1], cases[1:]]
+    result = evaluate_cross_validation(zip(models, folds), max_clicks=2)
+    alone = [evaluate_refinement(m, f, max_clicks=2) for m, f in zip(models, folds)]
+    assert [c["case_id"] for c in result["cases"]] == ["case0", "case1", "case2"] and result["n_cases"] == 3
+    assert [f["n_cases"] for f in result["folds"]] == [1, 2]
+    assert [f["dice_at"] for f in result["folds"]] == [a["dice_at"] for a in alone]
+    assert result["dice_curve"] == pytest.approx(np.mean([c["dice"] for a in alone for c in a["cases"]], axis=0))
+
+
+def test_cross_validation_needs_one_model_per_fold(tmp_path, sts_dir, model_files, capsys):
+    args = ["evaluate", "refine", "--data", f"sts:{sts_dir}", "--model", str(model_files[0]), "--model", str(model_files[1]),
+            "--cross-validation", "--out", str(tmp_path / "cv.json"), "--device", "cpu"]
+    assert main(args) == 1
+    assert "one --model per fold (5, in fold order) and no --fold; got 2 model(s)" in capsys.readouterr().err
+    assert not (tmp_path / "cv.json").exists()
 
 
 def test_summary_of_hand_made_trajectories():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 from sparsert.cli import complete_cmd
@@ -75,13 +76,17 @@ def register_refine(kinds: argparse._SubParsersAction) -> None:
         help="click refinement: Dice/HD95 per click, clicks to reach Dice 0.75/0.85 and HD95 5/2.5 mm",
         description="Simulate clicks on each case (deterministic most-interior-error protocol by default) and score "
         "the refined masks on the preprocessed crop (the models' working grid). Several --model files form an "
-        "ensemble averaged in probability.",
+        "ensemble averaged in probability; with --cross-validation the k-th --model is fold k's model, scored on the "
+        "patients fold k held out.",
     )
     refine.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP)
     refine.add_argument("--model", action="append", required=True, metavar="NAME_OR_PATH",
                         help="model file or registered name; repeat for an ensemble")
     refine.add_argument("--fold", type=int, help="evaluate only this cross-validation fold's held-out cases")
     refine.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    refine.add_argument("--cross-validation", action="store_true",
+                        help="one --model per fold, in fold order: each scores the patients its fold held out, "
+                        "summarised over all patients and per fold")
     refine.add_argument("--max-clicks", type=int, default=20)
     refine.add_argument("--protocol", choices=("interior", "sampled"), default="interior")
     refine.add_argument("--mode", choices=("whole", "region"), default="whole", help="refinement passes (default: whole volume)")
@@ -100,36 +105,55 @@ def register_refine(kinds: argparse._SubParsersAction) -> None:
 def run_refine(args: argparse.Namespace) -> int:
     from sparsert.data.datasets import open_dataset
     from sparsert.device import resolve_device
-    from sparsert.evaluation.refine import evaluate_refinement, plot_dice_curves
+    from sparsert.evaluation.refine import evaluate_cross_validation, evaluate_refinement, plot_dice_curves
     from sparsert.models.icr import load_click_model
     from sparsert.models.registry import resolve_weights
-    from sparsert.training.folds import fold_split
-    from sparsert.training.icr_data import ICRDataConfig, cached_icr_cases, load_icr_case
 
     for path in filter(None, (args.out, args.plot)):
         writable(path, args.overwrite)
+    if args.cross_validation and (args.fold is not None or len(args.model) != args.folds):
+        raise InputError(f"--cross-validation takes one --model per fold ({args.folds}, in fold order) and no --fold; "
+                         f"got {len(args.model)} model(s)" + (f" and --fold {args.fold}" if args.fold is not None else ""))
     paths = [resolve_weights(name, task="refinement")[0] for name in args.model]
-    model = load_click_model(paths, resolve_device(args.device))
+    device = resolve_device(args.device)
+    dataset = open_dataset(args.data)
+
+    options = dict(max_clicks=args.max_clicks, protocol=args.protocol, mode=args.mode, seed=args.seed)
+    if args.cross_validation:
+        models = [load_click_model([path], device) for path in paths]
+        folds = ((model, _held_out_cases(args, dataset, model, k)) for k, model in enumerate(models))
+        result = evaluate_cross_validation(folds, **options)
+    else:
+        model = load_click_model(paths, device)
+        result = evaluate_refinement(model, _held_out_cases(args, dataset, model, args.fold), **options)
+    ids = [case["case_id"] for case in result["cases"]]
+    result.update(models=[str(p) for p in paths], case_ids=ids, fold=args.fold)
+    write_json(result, args.out, overwrite=args.overwrite)
+    if args.plot:
+        label = args.label or (
+            f"{len(paths)}-fold cross-validation" if args.cross_validation
+            else Path(paths[0]).parent.name if len(paths) == 1 else f"ensemble of {len(paths)}")
+        plot_dice_curves({label: result}, args.plot, overwrite=args.overwrite)
+    at = result["dice_at"]
+    curve = ", ".join(f"{n} clicks {at[n]['mean']:.3f}" for n in at)
+    print(f"mean Dice: {curve} over {result['n_cases']} case(s)")
+    return 0
+
+
+def _held_out_cases(args: argparse.Namespace, dataset, model, fold: int | None) -> Iterator:
+    """The preprocessed cases of ``fold``'s held-out patients (every case for None) on ``model``'s grid."""
+    from sparsert.training.folds import fold_split
+    from sparsert.training.icr_data import ICRDataConfig, cached_icr_cases, load_icr_case
+
     spec = model.spec
     data_config = ICRDataConfig(modalities=spec.modalities, structure=spec.structure)
     if spec.spacing is not None:
         data_config.spacing = spec.spacing
     if args.crop:
         data_config.size_kji = tuple(args.crop)
-    dataset = open_dataset(args.data)
-    ids = dataset.case_ids() if args.fold is None else fold_split(dataset.case_ids(), args.fold, args.folds)[1]
+    ids = dataset.case_ids() if fold is None else fold_split(dataset.case_ids(), fold, args.folds)[1]
     cached = cached_icr_cases(dataset, data_config, ids, Path(args.cache) if args.cache else None)
-    cases = (load_icr_case(p) for p in progress(cached, "evaluating"))
-    result = evaluate_refinement(model, cases, args.max_clicks, args.protocol, args.mode, seed=args.seed)
-    result.update(models=[str(p) for p in paths], case_ids=ids, fold=args.fold)
-    write_json(result, args.out, overwrite=args.overwrite)
-    if args.plot:
-        label = args.label or (Path(paths[0]).parent.name if len(paths) == 1 else f"ensemble of {len(paths)}")
-        plot_dice_curves({label: result}, args.plot, overwrite=args.overwrite)
-    at = result["dice_at"]
-    curve = ", ".join(f"{n} clicks {at[n]['mean']:.3f}" for n in at)
-    print(f"mean Dice: {curve} over {result['n_cases']} case(s)")
-    return 0
+    return (load_icr_case(p) for p in progress(cached, "evaluating"))
 
 
 def register_crossmodal(kinds: argparse._SubParsersAction) -> None:
