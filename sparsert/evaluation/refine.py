@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -127,32 +128,6 @@ def summarize(trajectories: Sequence[Trajectory], max_clicks: int = 20) -> dict:
     }
 
 
-def _trajectories(
-    model: ClickModel, cases: Iterable[ICRCase], max_clicks: int, protocol: str, mode: str, region: RegionSettings,
-    seed: int,
-) -> list[Trajectory]:
-    return [click_trajectory(model, case, max_clicks, protocol, mode, region, seed + n) for n, case in enumerate(cases)]
-
-
-def _report(trajectories: Sequence[Trajectory], max_clicks: int, protocol: str, mode: str) -> dict:
-    summary = summarize(trajectories, max_clicks)
-    summary.update(protocol=protocol, mode=mode, cases=[t.__dict__ for t in trajectories])
-    return summary
-
-
-def evaluate_refinement(
-    model: ClickModel,
-    cases: Iterable[ICRCase],
-    max_clicks: int = 20,
-    protocol: str = "interior",
-    mode: str = "whole",
-    region: RegionSettings = RegionSettings(),
-    seed: int = 0,
-) -> dict:
-    """Summary (see :func:`summarize`) and per-case trajectories, JSON-ready."""
-    return _report(_trajectories(model, cases, max_clicks, protocol, mode, region, seed), max_clicks, protocol, mode)
-
-
 def evaluate_cross_validation(
     folds: Iterable[tuple[ClickModel, Iterable[ICRCase]]],
     max_clicks: int = 20,
@@ -161,19 +136,28 @@ def evaluate_cross_validation(
     region: RegionSettings = RegionSettings(),
     seed: int = 0,
 ) -> dict:
-    """Each fold's model on the cases that fold held out: the summary over all cases (as
-    :func:`evaluate_refinement`), plus each fold's own summary under ``folds``."""
+    """Each fold's model on the cases that fold held out: the summary over all cases (see
+    :func:`summarize`) with the per-case trajectories, JSON-ready, plus each fold's own summary under
+    ``folds``."""
     everything: list[Trajectory] = []
     per_fold = []
     for model, cases in folds:
-        trajectories = _trajectories(model, cases, max_clicks, protocol, mode, region, seed + len(everything))
-        if not trajectories:
-            raise InputError(f"fold {len(per_fold)} holds out no case")
+        trajectories = [
+            click_trajectory(model, case, max_clicks, protocol, mode, region, seed + len(everything) + n)
+            for n, case in enumerate(cases)
+        ]
         fold = summarize(trajectories, max_clicks)
         per_fold.append({key: fold[key] for key in ("n_cases", "dice_at", "noc_dice", "noc_hd95_mm")})
         everything += trajectories
-    result = _report(everything, max_clicks, protocol, mode)
-    result["folds"] = per_fold
+    result = summarize(everything, max_clicks)
+    result.update(protocol=protocol, mode=mode, cases=[t.__dict__ for t in everything], folds=per_fold)
+    return result
+
+
+def evaluate_refinement(model: ClickModel, cases: Iterable[ICRCase], **options: Any) -> dict:
+    """One model on ``cases``: :func:`evaluate_cross_validation` of a single fold, without ``folds``."""
+    result = evaluate_cross_validation([(model, cases)], **options)
+    del result["folds"]
     return result
 
 
