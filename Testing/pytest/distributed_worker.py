@@ -75,6 +75,7 @@ def main(out: Path, data: str, cache: Path) -> None:
         progress(f"dose training {name} done")
     distributed.cleanup()
     progress("left the process group")
+    distributed.exit_process(0)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def add_run_options(parser: argparse.ArgumentParser, set_example: str) -> None:
 
 def in_process_group(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``run`` in torchrun's process group when started by torchrun (a no-op otherwise), left at the end;
-    ``args.device`` becomes this process's device."""
+    ``args.device`` becomes this process's device. A torchrun worker that finished ends there and then
+    (:func:`~sparsert.training.distributed.exit_process`); errors still reach the command's handler."""
 
     @functools.wraps(run)
     def joined(args: argparse.Namespace) -> int:
@@ -75,9 +76,12 @@ def in_process_group(run: Callable[[argparse.Namespace], int]) -> Callable[[argp
 
         args.device = distributed.setup(args.device)
         try:
-            return run(args)
+            code = run(args)
         finally:
             distributed.cleanup()
+        if distributed.world_size() > 1:
+            distributed.exit_process(code)
+        return code
 
     return joined
 

@@ -15,14 +15,16 @@ and costs nothing. The trainers take everything that depends on the rank from th
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -70,14 +72,24 @@ def setup(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def cleanup() -> None:
-    """Leave the process group, after every rank has finished its last collective.
-
-    Without the barrier a rank may close its connections while a peer's Gloo thread still works on the
-    last exchange, which aborts that peer's process now and then ("terminate called ...").
-    """
+    """Leave the process group once every rank has finished its last collective (so that no rank closes
+    its connections while a peer is still on the last exchange)."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End this torchrun worker now with ``code``, its output flushed, without the interpreter's teardown.
+
+    After a clean :func:`cleanup` a Gloo worker still aborts now and then while the interpreter shuts
+    down ("terminate called without an active exception", about 1 run in 12 of the two-process test),
+    and torchrun then reports a finished run as failed. Call only when every file is written and closed.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def barrier() -> None:
