@@ -75,7 +75,7 @@ def cleanup() -> None:
     """Leave the process group once every rank has finished its last collective (so that no rank closes
     its connections while a peer is still on the last exchange)."""
     if dist.is_initialized():
-        dist.barrier()
+        barrier()
         dist.destroy_process_group()
 
 
