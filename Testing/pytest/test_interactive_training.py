@@ -115,6 +115,16 @@ def test_initial_then_two_stage_training_write_run_folders(sts_paths, tmp_path):
         assert np.array_equal(value.numpy(), model.initial_net.state_dict()[name].numpy())
 
 
+def test_weight_average_is_what_best_holds(sts_paths, tmp_path):
+    run = RunFolder(tmp_path / "averaged")
+    train_icr(sts_paths[:1], [], run, _config(stage="initial", weight_average=0.5), device="cpu")
+    checkpoint = run.load_checkpoint()
+    best = torch.load(run.best_path, weights_only=True)["model"]
+    name = next(k for k in best if k.endswith("weight"))
+    assert torch.equal(best[name], checkpoint["average"][name])
+    assert not torch.equal(best[name], checkpoint["model"][name])  # the raw weights are not shipped
+
+
 @pytest.mark.parametrize("style", ["deepgrow", "deepedit"])
 def test_baseline_training(style, sts_paths, tmp_path):
     run = RunFolder(tmp_path / style)

@@ -74,6 +74,9 @@ class ICRTrainConfig:
     # > 0: that many of the training patients are set aside instead, and best.pt is selected on them
     # (early stopping that never sees the held-out fold); the held-out fold is then not validated on.
     selection_cases: int = 0
+    # > 0: decay of an exponential moving average of the weights, which is then validated and kept in
+    # best.pt instead of the raw weights (steadier on a few training patients)
+    weight_average: float = 0.0
     checkpoint_every: int = 50
     log_every: int = 10
     threads: int = 2
@@ -138,7 +141,8 @@ class Trainer:
                 raise InputError("training the two-stage refinement needs a trained stage-1 model (--initial RUN/best.pt)")
             self.model.initial_net.requires_grad_(False)
         trained = self.model.initial_net if config.stage == "initial" else self.model.refine_net
-        self.optimisation = Optimisation(self.model, config.lr, config.weight_decay, config.steps, trained.parameters())
+        self.optimisation = Optimisation(self.model, config.lr, config.weight_decay, config.steps, trained.parameters(),
+                                         average_decay=config.weight_average)
         self.train_step = distributed.wrap(self.model, step_loss, device, mixed_precision=config.mixed_precision)
         self.step = 0
 
@@ -295,16 +299,18 @@ def train_icr(
                 run.log(step, lr=lr, loss=float(np.mean(running)), case=case.case_id)
                 running = []
         if val_cases and _crossed(before, trainer.step, config.val_every, config.steps):
-            trainer.model.eval()
-            last_val = validate(trainer.model, val_cases, config.val_clicks)
+            result = trainer.optimisation.result_model()
+            result.eval()
+            last_val = validate(result, val_cases, config.val_clicks)
             trainer.train_mode()
             run.log(trainer.step, **{f"val_{k}": v for k, v in last_val.items()})
             score = last_val.get(f"dice_{config.val_clicks}", last_val["dice_0"])
             if config.select_on_val and score > best:
                 best = score
-                run.save_best(trainer.model.state_dict(), spec.to_dict(), {"step": trainer.step, "val": last_val})
+                run.save_best(result.state_dict(), spec.to_dict(), {"step": trainer.step, "val": last_val})
         if _crossed(before, trainer.step, config.checkpoint_every, config.steps):
             run.save_checkpoint(trainer.optimisation.state(trainer.step, best))
     if not config.select_on_val or best < 0:
-        run.save_best(trainer.model.state_dict(), spec.to_dict(), {"step": trainer.step, "val": last_val, "selection": "last"})
+        run.save_best(trainer.optimisation.result_model().state_dict(), spec.to_dict(),
+                      {"step": trainer.step, "val": last_val, "selection": "last"})
     return distributed.finish(trainer.model, {"step": trainer.step, "val": last_val})
