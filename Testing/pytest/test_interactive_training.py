@@ -17,7 +17,7 @@ from sparsert.errors import InputError
 from sparsert.io.segmentation_io import read_segmentation
 from sparsert.io.volume import Geometry, write_image
 from sparsert.models.icr import load_icr_model
-from sparsert.training.icr import ICRTrainConfig, train_icr
+from sparsert.training.icr import ICRTrainConfig, Samples, train_icr
 from sparsert.training.folds import cv_folds, fold_split
 from sparsert.training.icr_data import (
     ICRDataConfig, augmentation, cached_icr_cases, crop_geometry, load_icr_case,
@@ -113,6 +113,17 @@ def test_initial_then_two_stage_training_write_run_folders(sts_paths, tmp_path):
     stage1 = load_icr_model(initial.best_path)
     for name, value in stage1.initial_net.state_dict().items():
         assert np.array_equal(value.numpy(), model.initial_net.state_dict()[name].numpy())
+
+
+def test_channel_dropout_zeroes_the_second_channel_only(sts_paths):
+    cases = [load_icr_case(sts_paths[0])]
+    rng = np.random.default_rng(0)
+    dropped = Samples(cases, _config(augment=False, channel_dropout=1.0), iter([0]), rng).draw()[1]
+    assert not dropped[1].any() and np.array_equal(dropped[0], cases[0].image[0])
+    kept = Samples(cases, _config(augment=False), iter([0]), rng).draw()[1]
+    assert np.array_equal(kept, cases[0].image) and cases[0].image[1].any()  # the cached case is untouched
+    with pytest.raises(InputError, match="channel_dropout"):
+        _config(channel_dropout=1.5).check()
 
 
 def test_weight_average_is_what_best_holds(sts_paths, tmp_path):

@@ -22,7 +22,8 @@ guidance maps are min-max normalised Gaussians of a sigma in voxels, kept as JSO
 them would give the baselines another click distribution and click encoding than the two-stage model,
 so the comparison would mix protocol and encoding. The baselines here reproduce the DeepGrow and
 DeepEdit *training protocols* on this module's clicks (:mod:`sparsert.interactive.clicks`).
-Augmentation uses MONAI's RandAffined, RandFlipd, RandScaleIntensityd and RandShiftIntensityd.
+Augmentation uses MONAI's RandAffined, RandFlipd, RandScaleIntensityd and RandShiftIntensityd; with
+``channel_dropout`` a sample's non-reference channel (PET) is sometimes zeroed as well.
 
 Under torchrun each rank draws its own share of the cases and simulates its own clicks; every optimiser
 step averages the gradients over the ranks (:mod:`sparsert.training.distributed`).
@@ -65,6 +66,9 @@ class ICRTrainConfig:
     mask_dropout: float = 0.2
     click_free_share: float = 0.6  # deepedit
     augment: bool = True
+    # probability that a sample's non-reference channel (PET in PET+CT; one drawn at random if several)
+    # is zeroed, so the network also learns the reference image's boundaries (low-uptake tumours)
+    channel_dropout: float = 0.0
     click_radius_mm: float = 5.0
     click_sigma_mm: float = 2.0
     val_every: int = 500
@@ -102,6 +106,8 @@ class ICRTrainConfig:
             raise InputError(
                 f"data.size_kji {tuple(self.data.size_kji)} must be multiples of {multiple} (the product of network.strides)"
             )
+        if not 0.0 <= self.channel_dropout <= 1.0:
+            raise InputError(f"channel_dropout must lie in [0, 1], got {self.channel_dropout}")
         if self.max_interactions < 1:
             raise InputError(f"max_interactions must be >= 1, got {self.max_interactions}")
 
@@ -114,8 +120,9 @@ class Samples:
     ) -> None:
         if not cases:
             raise InputError("no training cases")
-        self.cases, self.order = cases, order
+        self.cases, self.order, self.rng = cases, order, rng
         self.transform = augmentation(int(rng.integers(2**31))) if config.augment else None
+        self.channel_dropout = config.channel_dropout
 
     def draw(self) -> tuple[ICRCase, np.ndarray, np.ndarray]:
         case = self.cases[next(self.order)]
@@ -124,6 +131,9 @@ class Samples:
             out = self.transform({"image": image, "label": truth[None].astype(np.float32)})
             image = np.asarray(out["image"], dtype=np.float32)
             truth = np.asarray(out["label"])[0] > 0.5
+        if self.channel_dropout and image.shape[0] > 1 and self.rng.random() < self.channel_dropout:
+            image = image.copy()
+            image[self.rng.integers(1, image.shape[0])] = 0.0
         return case, image, truth
 
 
