@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from interactive_testdata import save_model, sts_ct_pet, tiny_model
+from sparsert.cli.evaluate_cmd import model_groups
 from sparsert.cli.main import main
+from sparsert.errors import MissingComponentError
 from sparsert.evaluation.refine import Trajectory, evaluate_cross_validation, evaluate_refinement, summarize
 from sparsert.interactive.session import RefinementSession
 from sparsert.io.segmentation_io import read_segmentation
@@ -123,6 +125,14 @@ def test_cross_validation_needs_one_model_per_fold(tmp_path, sts_dir, model_file
     assert main(args) == 1
     assert "one --model per fold (5, in fold order) and no --fold; got 2 model(s)" in capsys.readouterr().err
     assert not (tmp_path / "cv.json").exists()
+
+
+def test_cross_validation_folds_may_be_ensembles(model_files, capsys):
+    a, b = (str(p) for p in model_files)
+    assert model_groups([f"{a},{b}", a], cross_validation=True) == [list(model_files), model_files[:1]]
+    assert len(model_groups([a], cross_validation=False)) == 1
+    with pytest.raises(MissingComponentError, match="no model named 'nothing' for refinement"):
+        model_groups([f"{a},nothing"], cross_validation=True)
 
 
 def test_summary_of_hand_made_trajectories():

@@ -77,7 +77,7 @@ def register_refine(kinds: argparse._SubParsersAction) -> None:
         description="Simulate clicks on each case (deterministic most-interior-error protocol by default) and score "
         "the refined masks on the preprocessed crop (the models' working grid). Several --model files form an "
         "ensemble averaged in probability; with --cross-validation the k-th --model is fold k's model, scored on the "
-        "patients fold k held out.",
+        "patients fold k held out (several files joined by commas: fold k's ensemble).",
     )
     refine.add_argument("--data", required=True, metavar="DIR", help=DATA_HELP)
     refine.add_argument("--model", action="append", required=True, metavar="NAME_OR_PATH",
@@ -107,37 +107,46 @@ def run_refine(args: argparse.Namespace) -> int:
     from sparsert.device import resolve_device
     from sparsert.evaluation.refine import evaluate_cross_validation, evaluate_refinement, plot_dice_curves
     from sparsert.models.icr import load_click_model
-    from sparsert.models.registry import resolve_weights
 
     for path in filter(None, (args.out, args.plot)):
         writable(path, args.overwrite)
     if args.cross_validation and (args.fold is not None or len(args.model) != args.folds):
         raise InputError(f"--cross-validation takes one --model per fold ({args.folds}, in fold order) and no --fold; "
                          f"got {len(args.model)} model(s)" + (f" and --fold {args.fold}" if args.fold is not None else ""))
-    paths = [resolve_weights(name, task="refinement")[0] for name in args.model]
+    members = model_groups(args.model, args.cross_validation)
+    paths = [path for group in members for path in group]
     device = resolve_device(args.device)
     dataset = open_dataset(args.data)
 
     options = dict(max_clicks=args.max_clicks, protocol=args.protocol, mode=args.mode, seed=args.seed)
     if args.cross_validation:
-        models = [load_click_model([path], device) for path in paths]
+        models = [load_click_model(group, device) for group in members]
         folds = ((model, _held_out_cases(args, dataset, model, k)) for k, model in enumerate(models))
         result = evaluate_cross_validation(folds, **options)
     else:
         model = load_click_model(paths, device)
         result = evaluate_refinement(model, _held_out_cases(args, dataset, model, args.fold), **options)
     ids = [case["case_id"] for case in result["cases"]]
-    result.update(models=[str(p) for p in paths], case_ids=ids, fold=args.fold)
+    result.update(models=[",".join(str(p) for p in group) for group in members], case_ids=ids, fold=args.fold)
     write_json(result, args.out, overwrite=args.overwrite)
     if args.plot:
         label = args.label or (
-            f"{len(paths)}-fold cross-validation" if args.cross_validation
+            f"{len(members)}-fold cross-validation" if args.cross_validation
             else Path(paths[0]).parent.name if len(paths) == 1 else f"ensemble of {len(paths)}")
         plot_dice_curves({label: result}, args.plot, overwrite=args.overwrite)
     at = result["dice_at"]
     curve = ", ".join(f"{n} clicks {at[n]['mean']:.3f}" for n in at)
     print(f"mean Dice: {curve} over {result['n_cases']} case(s)")
     return 0
+
+
+def model_groups(names: list[str], cross_validation: bool) -> list[list[Path]]:
+    """The weight files of each ``--model``: one each, or with cross-validation one or several (comma-joined)
+    forming that fold's ensemble."""
+    from sparsert.models.registry import resolve_weights
+
+    return [[resolve_weights(name, task="refinement")[0] for name in (group.split(",") if cross_validation else [group])]
+            for group in names]
 
 
 def _held_out_cases(args: argparse.Namespace, dataset, model, fold: int | None) -> Iterator:
