@@ -127,7 +127,7 @@ def test_cross_validation_needs_one_model_per_fold(tmp_path, sts_dir, model_file
     assert not (tmp_path / "cv.json").exists()
 
 
-def test_cross_validation_folds_may_be_ensembles(model_files, capsys):
+def test_cross_validation_folds_may_be_ensembles(model_files):
     a, b = (str(p) for p in model_files)
     assert model_groups([f"{a},{b}", a], cross_validation=True) == [list(model_files), model_files[:1]]
     assert len(model_groups([a], cross_validation=False)) == 1
