@@ -12,7 +12,7 @@ from sparsert.cli.main import main
 from sparsert.completion import complete_scm
 from sparsert.data.datasets import open_dataset
 from sparsert.scribbles.simulate import simulate_scribbles
-from sparsert.training.cache import cached_cases
+from sparsert.training.cache import cached_cases, load_cached
 from sparsert.training.scm import ScribbleSamples, SCMTrainConfig
 
 
@@ -62,3 +62,17 @@ def test_mirrored_samples_are_the_same_draws_mirrored(tiny_openkbp, tmp_path):
     assert plain["scribbles"].any()
     for key in ("image", "scribbles", "background", "truth", "boundary"):
         assert torch.equal(mirrored[key], plain[key].flip(-1)), key
+
+
+def test_cache_filled_by_several_processes_matches_one_process(tiny_openkbp, tmp_path):
+    dataset = open_dataset(str(tiny_openkbp))
+    seen: list[str] = []
+    sequential = cached_cases(dataset, root=tmp_path / "one")
+    parallel = cached_cases(dataset, root=tmp_path / "two", on_case=seen.append, workers=2)
+    assert sorted(seen) == sorted(dataset.case_ids())  # every case reported once
+    assert [p.name for p in parallel] == [p.name for p in sequential]
+    for a, b in zip(sequential, parallel):
+        x, y = load_cached(a), load_cached(b)
+        assert x.names == y.names
+        for key in ("image", "masks", "body", "boundary"):
+            assert np.array_equal(getattr(x, key), getattr(y, key)), key

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -61,8 +62,14 @@ def add_run_options(parser: argparse.ArgumentParser, set_example: str) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"any setting, e.g. {set_example}")
     parser.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder (default: ~/.cache/sparsert/preprocessed)")
+    parser.add_argument("--preprocess-workers", type=int, default=default_preprocess_workers(), metavar="N",
+                        help="processes that fill missing cache entries (default: the usable CPU cores, at most 4)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
     add_device_option(parser)
+
+
+def default_preprocess_workers() -> int:
+    return min(4, len(os.sched_getaffinity(0)))
 
 
 def in_process_group(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -159,13 +166,15 @@ def cached_split(args: argparse.Namespace, val_cases: int) -> tuple[list[Path], 
     with main_first():
         if args.val_data:
             val = open_dataset(args.val_data)
-            val_paths = cached_cases(val, cache, val.case_ids()[:val_cases])
+            val_paths = cached_cases(val, cache, val.case_ids()[:val_cases], workers=args.preprocess_workers)
             train_ids = ids
         else:
             n_val = max(1, len(ids) // 10) if len(ids) > 1 else 0
             train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
-            val_paths = cached_cases(data, cache, val_ids[:val_cases]) if val_ids else []
-        train_paths = cached_cases(data, cache, train_ids, on_case=preprocessing_progress(len(train_ids)))
+            val_paths = cached_cases(data, cache, val_ids[:val_cases], workers=args.preprocess_workers) if val_ids else []
+        train_paths = cached_cases(
+            data, cache, train_ids, on_case=preprocessing_progress(len(train_ids)), workers=args.preprocess_workers
+        )
     return train_paths, val_paths
 
 
@@ -245,7 +254,9 @@ def run_icr(args: argparse.Namespace) -> int:
     cache = Path(args.cache) if args.cache else None
     steps_from_epochs(args, config, len(train_ids), 1)
     with main_first():
-        paths = cached_icr_cases(data, config.data, train_ids + val_ids, cache, on_case=preprocessing_progress(len(ids)))
+        paths = cached_icr_cases(
+            data, config.data, train_ids + val_ids, cache, on_case=preprocessing_progress(len(ids)), workers=args.preprocess_workers
+        )
     train_paths, val_paths = paths[: len(train_ids)], paths[len(train_ids):]
     what = args.model if args.model == "initial" else f"refine ({config.style})"
     use = "selecting the weights on" if config.selection_cases else "validating on"
@@ -300,7 +311,9 @@ def run_crossmodal(args: argparse.Namespace) -> int:
         steps_from_epochs(args, config, len(train_ids), config.batch_size)
         ids = train_ids + test_ids
         with main_first():
-            paths = cached_cases(data, config.preprocessing, cache, ids, on_case=preprocessing_progress(len(ids)))
+            paths = cached_cases(
+                data, config.preprocessing, cache, ids, on_case=preprocessing_progress(len(ids)), workers=args.preprocess_workers
+            )
         say(f"training crossmodal ({config.variant}) fold {fold} on {len(train_ids)} case(s), held out {len(test_ids)}; "
             f"run folder {run.path}", file=sys.stderr)
         result = train_crossmodal(

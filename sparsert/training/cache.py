@@ -7,9 +7,12 @@ and preprocessing version; a case is recomputed only when its entry is missing.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -106,23 +109,45 @@ def get_or_make(
     case_ids: Sequence[str],
     make: Callable[[str], dict[str, np.ndarray]],
     on_case: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
     """Cache entries of ``case_ids`` in ``folder``, computing the arrays of missing ones with ``make``.
 
-    Entries are written atomically, so a half-written entry never looks complete.
+    Entries are written atomically, so a half-written entry never looks complete. With ``workers``
+    above 1, missing entries are computed in that many processes (``make`` must then pickle, e.g. a
+    module-level function or a ``functools.partial`` of one).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for case_id in case_ids:
-        path = entry_path(folder, case_id)
+    paths = [entry_path(folder, case_id) for case_id in case_ids]
+    missing = [(case_id, path) for case_id, path in zip(case_ids, paths) if not path.exists()]
+    computed: set[str] = set()
+    if workers > 1 and len(missing) > 1:
+        # Spawned, not forked: the parent may hold torch's thread pools.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(missing)), mp_context=context) as pool:
+            for case_id in pool.map(partial(_write_entry, make), *zip(*missing)):
+                computed.add(case_id)
+                if on_case:
+                    on_case(case_id)
+    for case_id, path in zip(case_ids, paths):
+        if case_id in computed:
+            continue
         if not path.exists():
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez_compressed(tmp, **make(case_id))
-            tmp.replace(path)
+            _write_entry(make, case_id, path)
         if on_case:
             on_case(case_id)
-        paths.append(path)
     return paths
+
+
+def _write_entry(make: Callable[[str], dict[str, np.ndarray]], case_id: str, path: Path) -> str:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **make(case_id))
+    tmp.replace(path)
+    return case_id
+
+
+def _make_arrays(dataset: Dataset, case_id: str) -> dict[str, np.ndarray]:
+    return _arrays(preprocess_case(dataset, case_id))
 
 
 def cached_cases(
@@ -130,7 +155,9 @@ def cached_cases(
     root: Path | None = None,
     case_ids: list[str] | None = None,
     on_case: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
-    """Paths of the cached entries of ``case_ids`` (all cases by default), computing missing ones."""
-    make = lambda case_id: _arrays(preprocess_case(dataset, case_id))  # noqa: E731
-    return get_or_make(cache_dir_for(dataset, root), case_ids or dataset.case_ids(), make, on_case)
+    """Paths of the cached entries of ``case_ids`` (all cases by default), computing missing ones
+    (in ``workers`` processes)."""
+    make = partial(_make_arrays, dataset)
+    return get_or_make(cache_dir_for(dataset, root), case_ids or dataset.case_ids(), make, on_case, workers)

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,14 @@ def cached_cases(
     root: Path | None = None,
     case_ids: list[str] | None = None,
     on_case: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
-    """Paths of the cached entries of ``case_ids`` (all cases by default), computing missing ones."""
-    make = lambda case_id: _arrays(preprocess_case(dataset, case_id, config))  # noqa: E731
+    """Paths of the cached entries of ``case_ids`` (all cases by default), computing missing ones
+    (in ``workers`` processes)."""
+    make = partial(_make_arrays, dataset, config=config)
     ids = case_ids if case_ids is not None else dataset.case_ids()
-    return get_or_make(crossmodal_cache_dir(dataset, config, root), ids, make, on_case)
+    return get_or_make(crossmodal_cache_dir(dataset, config, root), ids, make, on_case, workers)
+
+
+def _make_arrays(dataset: Dataset, case_id: str, config: PreprocessConfig) -> dict[str, np.ndarray]:
+    return _arrays(preprocess_case(dataset, case_id, config))

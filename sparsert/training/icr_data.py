@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -107,10 +108,15 @@ def cached_icr_cases(
     case_ids: Sequence[str],
     root: Path | None = None,
     on_case: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
-    """Paths of the cached crops of ``case_ids``, computing missing ones."""
-    make = lambda case_id: _arrays(preprocess_icr_case(dataset, case_id, config))  # noqa: E731
-    return get_or_make(icr_cache_dir(dataset, config, root), case_ids, make, on_case)
+    """Paths of the cached crops of ``case_ids``, computing missing ones (in ``workers`` processes)."""
+    make = partial(_make_arrays, dataset, config=config)
+    return get_or_make(icr_cache_dir(dataset, config, root), case_ids, make, on_case, workers)
+
+
+def _make_arrays(dataset: Dataset, case_id: str, config: ICRDataConfig) -> dict[str, np.ndarray]:
+    return _arrays(preprocess_icr_case(dataset, case_id, config))
 
 
 def augmentation(seed: int) -> Compose:
