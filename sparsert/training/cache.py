@@ -140,7 +140,8 @@ def get_or_make(
 
 
 def _write_entry(make: Callable[[str], dict[str, np.ndarray]], case_id: str, path: Path) -> str:
-    tmp = path.with_suffix(".tmp.npz")
+    # One temporary name per process: two trainings sharing a cache may fill the same entry at once.
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **make(case_id))
     tmp.replace(path)
     return case_id
