@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from sparsert import __version__
+from sparsert.cores import usable_cores
 
 
 def machine_info(device: torch.device, threads: int) -> dict:
@@ -20,8 +21,7 @@ def machine_info(device: torch.device, threads: int) -> dict:
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
-        # Cores this process may run on (a container or a task set may allow fewer than the machine has).
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "usable_cores": usable_cores(),
         "memory_gb": memory_gb(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "device": str(device),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, TextIO
 import yaml
 
 from sparsert.cli.common import ProgressCallback, add_device_option, parse_key_values
+from sparsert.cores import usable_cores
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.errors import InputError
 
@@ -69,7 +69,7 @@ def add_run_options(parser: argparse.ArgumentParser, set_example: str) -> None:
 
 
 def default_preprocess_workers() -> int:
-    return min(4, len(os.sched_getaffinity(0)))
+    return min(4, usable_cores())
 
 
 def in_process_group(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
