@@ -18,8 +18,8 @@ from typing import Any, TextIO
 import yaml
 
 from sparsert.cli.common import ProgressCallback, add_device_option, parse_key_values
-from sparsert.cores import usable_cores
 from sparsert.cli.data_cmd import DATA_HELP
+from sparsert.cores import usable_cores
 from sparsert.errors import InputError
 
 
@@ -62,14 +62,10 @@ def add_run_options(parser: argparse.ArgumentParser, set_example: str) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"any setting, e.g. {set_example}")
     parser.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder (default: ~/.cache/sparsert/preprocessed)")
-    parser.add_argument("--preprocess-workers", type=int, default=default_preprocess_workers(), metavar="N",
+    parser.add_argument("--preprocess-workers", type=int, default=min(4, usable_cores()), metavar="N",
                         help="processes that fill missing cache entries (default: the usable CPU cores, at most 4)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
     add_device_option(parser)
-
-
-def default_preprocess_workers() -> int:
-    return min(4, usable_cores())
 
 
 def in_process_group(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
