@@ -32,6 +32,23 @@ def test_training_writes_a_resumable_run_with_a_loadable_model(tiny_dose_run):
     assert model.working_spacing_kji == (5.0, 7.8125, 7.8125) and "median_body_area_cm2" in model.domain
 
 
+def test_training_starts_from_trained_weights_on_another_grid(tiny_dose_run, tmp_path, capsys):
+    run, args = tiny_dose_run
+    out = args.index("--out") + 1
+    fine = [*args[:out], str(tmp_path / "fine"), *args[out + 1:], "--set", "working_spacing_kji=[5.0,3.90625,3.90625]",
+            "--set", "lr=0", "--set", "val_every=100"]
+    assert main([*fine, "--steps", "1", "--set", f"init={run / 'best.pt'}"]) == 0
+    start, warm = load_dose_checkpoint(run / "best.pt"), load_dose_checkpoint(tmp_path / "fine" / "best.pt")
+    assert warm.working_spacing_kji == (5.0, 3.90625, 3.90625)
+    # At learning rate zero the weights are the starting ones (batch-norm-free network: nothing else moves).
+    for name, value in start.net.state_dict().items():
+        assert torch.equal(value, warm.net.state_dict()[name]), name
+
+    wider = [*args[:out], str(tmp_path / "wider"), *args[out + 1:], "--set", "model.widths=[4,8,8,32]"]
+    assert main([*wider, "--steps", "1", "--set", f"init={run / 'best.pt'}"]) == 1
+    assert "its weights do not fit the configured network (widths (4, 8, 8, 16) there, (4, 8, 8, 32) here)" in capsys.readouterr().err
+
+
 def test_dose_for_one_case_from_structures_and_from_scribbles(tiny_dose_run, tiny_openkbp, tmp_path):
     run, _ = tiny_dose_run
     folder = tiny_openkbp / open_dataset(str(tiny_openkbp)).case_ids()[0]

@@ -23,7 +23,8 @@ import torch
 
 from sparsert.dose.grid import as_batch, flip_lr, pad_to_shape, to_ct_grid, to_working, working_shape
 from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, TARGET_CHANNEL, automatic_body, checked_roles, structure_channels
-from sparsert.dose.predict import PAROTIDS, body_statistics, network_dose
+from sparsert.dose.predict import PAROTIDS, body_statistics, load_dose_model, network_dose
+from sparsert.errors import InputError
 from sparsert.losses.dose import dose_losses
 from sparsert.metrics.dose import openkbp_dose_error
 from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
@@ -47,6 +48,7 @@ class DoseTrainConfig:
     rank_weight: float = 1.0
     flip_p: float = 0.5
     prompt: str = "mask"  # "mask" or "scribble" (baseline: scribbles in the structure channels)
+    init: str | None = None  # start from trained weights of the same network (registry name or model file)
     val_every: int = 250
     checkpoint_every: int = 50
     log_every: int = 10
@@ -154,6 +156,19 @@ def step_losses(net: DoseNet, x: torch.Tensor, y: torch.Tensor, rank_weight: flo
                        x[:, ORGAN_CHANNELS].amax(1, keepdim=True), rank_weight)
 
 
+def load_initial_weights(net: DoseNet, name_or_path: str) -> None:
+    """Trained weights of the same network into ``net`` (their working grid may differ)."""
+    start = load_dose_model(name_or_path)
+    theirs, ours = start.net.config.to_dict(), net.config.to_dict()
+    differ = [k for k in ours if theirs[k] != ours[k]]
+    if differ:
+        raise InputError(
+            f"{name_or_path}: its weights do not fit the configured network ("
+            + ", ".join(f"{k} {theirs[k]} there, {ours[k]} here" for k in differ) + ")"
+        )
+    net.load_state_dict(start.net.state_dict())
+
+
 def training_domain(stats: list[dict[str, float]]) -> dict[str, list[float]]:
     return {key: [min(s[key] for s in stats), max(s[key] for s in stats)] for key in stats[0]}
 
@@ -188,6 +203,8 @@ def train_dose(
     state = run.load_checkpoint() if resume else None
     if state is not None:
         step, best = optimisation.restore(state)
+    elif config.init:
+        load_initial_weights(net, config.init)
     train_step = distributed.wrap(net, step_losses, device, mixed_precision=config.mixed_precision)
     order = distributed.sample_order(len(cases), config.seed, start=step * config.batch)
     rng = np.random.default_rng([seed, step])  # crops and flips: fresh but reproducible after a resume
