@@ -180,6 +180,15 @@ def train_dose(
     device = distributed.setup(device)
     seed = distributed.seed_process(config.seed)
     torch.set_num_threads(config.threads)
+    # Weights first: a starting model that does not fit is refused before minutes of loading cases.
+    net = DoseNet(config.model).to(device)
+    optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps)
+    step, best = 0, math.inf
+    state = run.load_checkpoint() if resume else None
+    if state is not None:
+        step, best = optimisation.restore(state)
+    elif config.init:
+        load_initial_weights(net, config.init)
     # The baseline's scribbles are drawn alike on every rank: one training set, whatever the world size.
     scribble_rng = np.random.default_rng(config.seed)
     cases, stats = [], []
@@ -196,15 +205,6 @@ def train_dose(
     domain = training_domain(stats)
     # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
     val_cases = [load_cached(p) for p in val_paths[: config.val_cases]] if distributed.is_main() else []
-
-    net = DoseNet(config.model).to(device)
-    optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps)
-    step, best = 0, math.inf
-    state = run.load_checkpoint() if resume else None
-    if state is not None:
-        step, best = optimisation.restore(state)
-    elif config.init:
-        load_initial_weights(net, config.init)
     train_step = distributed.wrap(net, step_losses, device, mixed_precision=config.mixed_precision)
     order = distributed.sample_order(len(cases), config.seed, start=step * config.batch)
     rng = np.random.default_rng([seed, step])  # crops and flips: fresh but reproducible after a resume
