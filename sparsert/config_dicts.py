@@ -12,6 +12,14 @@ from sparsert.errors import InputError
 C = TypeVar("C")
 
 
+def unfit_weights(source: str, theirs: dict[str, Any], ours: dict[str, Any], keys: list[str]) -> InputError:
+    """The error for starting weights (from ``source``) whose network settings ``keys`` differ from ours."""
+    return InputError(
+        f"{source}: its weights do not fit the configured network ("
+        + ", ".join(f"{k} {theirs[k]} there, {ours[k]} here" for k in keys) + ")"
+    )
+
+
 def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     """Build dataclass ``cls`` from a (nested) dict, rejecting unknown keys by name."""
     hints = typing.get_type_hints(cls)

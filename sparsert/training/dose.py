@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sparsert.config_dicts import unfit_weights
 from sparsert.dose.grid import as_batch, flip_lr, pad_to_shape, to_ct_grid, to_working, working_shape
 from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, TARGET_CHANNEL, automatic_body, checked_roles, structure_channels
 from sparsert.dose.predict import PAROTIDS, body_statistics, load_dose_model, network_dose
-from sparsert.errors import InputError
 from sparsert.losses.dose import dose_losses
 from sparsert.metrics.dose import openkbp_dose_error
 from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
@@ -162,10 +162,7 @@ def load_initial_weights(net: DoseNet, name_or_path: str) -> None:
     theirs, ours = start.net.config.to_dict(), net.config.to_dict()
     differ = [k for k in ours if theirs[k] != ours[k]]
     if differ:
-        raise InputError(
-            f"{name_or_path}: its weights do not fit the configured network ("
-            + ", ".join(f"{k} {theirs[k]} there, {ours[k]} here" for k in differ) + ")"
-        )
+        raise unfit_weights(name_or_path, theirs, ours, differ)
     net.load_state_dict(start.net.state_dict())
 
 

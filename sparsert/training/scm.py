@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from sparsert.completion.contract import competing_structures
 from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
 from sparsert.completion.scm_forward import ROI_MARGIN_MM, SCMPass, bounding_box, margin_voxels, scm_pass
-from sparsert.errors import InputError
+from sparsert.config_dicts import unfit_weights
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry
 from sparsert.losses.completion import boundary_alignment, compactness, dense_bce_dice, partial_bce, separation
@@ -220,10 +220,7 @@ def load_initial_weights(net: SCMNet, name_or_path: str) -> None:
     if start.head is not None and theirs["head_channels"] != ours["head_channels"]:
         differ.append("head_channels")
     if differ:
-        raise InputError(
-            f"{name_or_path}: its weights do not fit the configured network ("
-            + ", ".join(f"{k} {theirs[k]} there, {ours[k]} here" for k in differ) + ")"
-        )
+        raise unfit_weights(name_or_path, theirs, ours, differ)
     net.load_state_dict(start.state_dict(), strict=start.head is not None)
 
 
