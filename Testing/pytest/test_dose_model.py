@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparsert.dose.grid import flip_lr, pad_to_multiple, to_working, working_shape
+from sparsert.dose.grid import body_box, flip_lr, pad_to_multiple, to_working, working_shape
 from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, ORGANS, TARGET_CHANNEL, dose_inputs
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segment, Segmentation
@@ -134,6 +134,26 @@ def test_working_grid_and_mirroring():
     padded, region = pad_to_multiple(to_working(x, (3, 5, 5)), 8)
     assert padded.shape[2:] == (8, 8, 8) and padded[0, 0, 7, 7, 7] == -1.0 and padded[0, 1, 7, 7, 7] == 0.0
     assert tuple(s.stop for s in region) == (3, 5, 5)
+
+
+def test_windows_cover_only_the_body_box():
+    from sparsert.dose.predict import network_dose
+
+    x = torch.zeros(1, BODY_CHANNEL + 1, 20, 40, 40)
+    x[:, 0] = -1.0
+    x[0, BODY_CHANNEL, 5:9, 30:38, 2:6] = 0.3  # partial-volume body fractions count as body
+    assert body_box(x, (8, 16, 16)) == (slice(3, 11), slice(24, 40), slice(0, 16))  # grown, kept inside
+    assert body_box(x, (30, 4, 4)) == (slice(0, 20), slice(30, 38), slice(2, 6))
+    torch.manual_seed(0)
+    net = DoseNet(DoseNetConfig(widths=(4, 8, 8, 16), backbone="unet")).eval()
+    with torch.no_grad():
+        dose = network_dose(net, x, window=(8, 16, 16))
+        alone = network_dose(net, x[:, :, 3:11, 24:40, 0:16], window=(8, 16, 16))
+    assert dose.shape == (1, 1, 20, 40, 40)
+    assert torch.equal(dose[:, :, 3:11, 24:40, 0:16], alone) and alone.abs().sum() > 0
+    assert dose.abs().sum() == alone.abs().sum()  # nothing predicted outside the box
+    x[0, BODY_CHANNEL] = 0
+    assert body_box(x, (8, 16, 16)) == (slice(0, 20), slice(0, 40), slice(0, 40))
 
 
 def test_the_ct_only_baseline_ignores_structures():

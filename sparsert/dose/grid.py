@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sparsert.dose.inputs import CT_CHANNELS
+from sparsert.dose.inputs import BODY_CHANNEL, CT_CHANNELS
 
 # Wide CT window of air; every other channel (soft-tissue window, masks) pads with zero.
 _PAD_VALUES = (-1.0,) + (0.0,) * (CT_CHANNELS - 1)
@@ -48,6 +48,23 @@ def pad_to_shape(channels: torch.Tensor, shape: Sequence[int]) -> tuple[torch.Te
 def pad_to_multiple(channels: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
     """Pad the spatial axes at their end to a multiple; returns the padded tensor and the original region."""
     return pad_to_shape(channels, tuple(-(-n // multiple) * multiple for n in channels.shape[2:]))
+
+
+def body_box(channels: torch.Tensor, least: Sequence[int]) -> tuple[slice, ...]:
+    """The bounding box of the possible-dose (body) channel of (B, C, *shape) channels, grown about its
+    centre to at least ``least`` voxels per axis where the volume allows; the whole volume when the
+    body is empty."""
+    body = channels[:, BODY_CHANNEL].amax(0) > 0
+    box = []
+    for axis, (n, m) in enumerate(zip(body.shape, least)):
+        inside = torch.nonzero(body.any(dim=tuple(a for a in range(body.dim()) if a != axis))).flatten()
+        if inside.numel() == 0:
+            return tuple(slice(0, size) for size in body.shape)
+        lo, hi = int(inside[0]), int(inside[-1]) + 1
+        grow = max(0, min(m, n) - (hi - lo))
+        lo = min(max(0, lo - grow // 2), n - max(hi - lo, min(m, n)))
+        box.append(slice(lo, lo + max(hi - lo, min(m, n))))
+    return tuple(box)
 
 
 def flip_lr(channels: torch.Tensor, organ_start: int, left_right: tuple[int, int]) -> torch.Tensor:
