@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sparsert.interactive.clicks import (
-    Click, border_distance, click_kernel, click_maps, interior_click, sample_click,
+    Click, border_distance, click_kernel, click_maps, impose_clicks, interior_click, sample_click,
 )
 
 
@@ -60,6 +61,19 @@ def _box_region(shape=(9, 9, 9), lo=1, size=7):
     mask = np.zeros(shape, bool)
     mask[lo:lo + size, lo:lo + size, lo:lo + size] = True
     return mask
+
+
+def test_imposed_clicks_set_their_balls_later_clicks_winning_and_stay_in_the_box():
+    """Radius 2 mm on (k, j, i) = (2, 1, 1) mm voxels; the box holds slices 2..7 of a 10^3 volume."""
+    box = (slice(2, 8), slice(0, 10), slice(0, 10))
+    values = np.full((6, 10, 10), 0.3, np.float32)
+    clicks = [Click((5, 5, 5), True), Click((5, 5, 7), False), Click((0, 0, 0), True)]
+    out = impose_clicks(values, box, clicks, (2.0, 1.0, 1.0), radius_mm=2.0)
+    assert np.array_equal(values, np.full((6, 10, 10), 0.3, np.float32))  # the input is left as it was
+    assert out[3, 5].tolist() == pytest.approx([0.3, 0.3, 0.3, 1, 1, 0, 0, 0, 0, 0])  # i 3..7 then 5..9, the later wins
+    assert out[:, 5, 5].tolist() == pytest.approx([0.3, 0.3, 1, 0, 1, 0.3])  # k 4..6 (2 mm), k 5 (i 2 mm off)
+    assert out[0].max() == pytest.approx(0.3)  # the click on slice 0 reaches slice 1 only, outside the box
+    assert np.count_nonzero(out != values) == 2 * (13 + 1 + 1) - 5  # two balls of 15 voxels sharing 5
 
 
 def test_border_distance_counts_the_volume_edge_as_border():

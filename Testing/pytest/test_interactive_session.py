@@ -81,6 +81,25 @@ def test_redo_gives_what_the_click_gave_and_undo_restores_click_maps(model, arra
     assert np.allclose(session.probability, p2, atol=1e-6)
 
 
+def test_clicks_always_change_the_mask_where_they_are_placed(model, arrays):
+    """Honoured clicks (the default): the 5 mm ball of each click keeps its label, whatever the network
+    gives there; a later click wins where balls overlap; undo takes it back; off, the network's mask is kept."""
+    raw = session_for(model, arrays, honour_clicks=False)
+    session = session_for(model, arrays)
+    initial = session.probability.copy()
+    for s in (raw, session):
+        s.add_click((4, 4, 2), True)  # in the background, far from the bright ball
+        s.add_click((12, 4, 2), False)  # 8 mm from the positive click: the balls share i = 7..9
+    # clicks (i, j, k) -> [k, j, i]; spacing (i, j, k) = (1, 1, 2) mm, so the balls span i +- 5 in-plane
+    assert session.mask[2, 4, 0:7].all() and session.probability[2, 4, 4] == 1.0
+    assert not session.mask[2, 4, 7:18].any() and session.probability[2, 4, 12] == 0.0
+    assert raw.probability[2, 4, 4] not in (0.0, 1.0)  # the network's own value, left alone
+    session.undo()
+    assert session.mask[2, 4, 0:10].all()  # the positive ball whole again
+    session.undo()
+    assert np.array_equal(session.probability, initial)
+
+
 def test_state_is_read_only_and_needs_initial(model, arrays):
     session = RefinementSession.from_arrays(model, arrays, spacing=(1.0, 1.0, 2.0))
     with pytest.raises(InputError, match="run initial"):
@@ -173,8 +192,9 @@ def test_bad_images(model, arrays):
 def test_region_pass_keeps_the_outside_and_its_difference_is_measured(model, arrays):
     """Region 16 mm (16 voxels in i/j, 8 slices of 2 mm) with a 2 mm context band, against whole-volume passes."""
     region = RegionSettings(size_mm=16.0, context_mm=2.0)
-    local = session_for(model, arrays, region=region)
-    whole = session_for(model, arrays, mode="whole")
+    # The comparison is of the networks' passes, so the sessions leave the click's ball as the network gave it.
+    local = session_for(model, arrays, region=region, honour_clicks=False)
+    whole = session_for(model, arrays, mode="whole", honour_clicks=False)
     before = local.probability.copy()
     local.add_click((16, 16, 6), True)
     whole.add_click((16, 16, 6), True)

@@ -53,8 +53,9 @@ def click_trajectory(
     mode: str = "whole",
     region: RegionSettings = RegionSettings(),
     seed: int = 0,
+    honour_clicks: bool = True,
 ) -> Trajectory:
-    session = RefinementSession(model, case.image, case.geometry, mode=mode, region=region)
+    session = RefinementSession(model, case.image, case.geometry, mode=mode, region=region, honour_clicks=honour_clicks)
     return session_trajectory(session, case.truth, case.case_id, max_clicks, protocol, seed)
 
 
@@ -135,6 +136,7 @@ def evaluate_cross_validation(
     mode: str = "whole",
     region: RegionSettings = RegionSettings(),
     seed: int = 0,
+    honour_clicks: bool = True,
 ) -> dict:
     """Each fold's model on the cases that fold held out: the summary over all cases (see
     :func:`summarize`) with the per-case trajectories, JSON-ready, plus each fold's own summary under
@@ -143,14 +145,14 @@ def evaluate_cross_validation(
     per_fold = []
     for model, cases in folds:
         trajectories = [
-            click_trajectory(model, case, max_clicks, protocol, mode, region, seed + len(everything) + n)
+            click_trajectory(model, case, max_clicks, protocol, mode, region, seed + len(everything) + n, honour_clicks)
             for n, case in enumerate(cases)
         ]
         fold = summarize(trajectories, max_clicks)
         per_fold.append({key: fold[key] for key in ("n_cases", "dice_at", "noc_dice", "noc_hd95_mm")})
         everything += trajectories
     result = summarize(everything, max_clicks)
-    result.update(protocol=protocol, mode=mode, cases=[t.__dict__ for t in everything], folds=per_fold)
+    result.update(protocol=protocol, mode=mode, honour_clicks=honour_clicks, cases=[t.__dict__ for t in everything], folds=per_fold)
     return result
 
 

@@ -15,6 +15,7 @@ voxel a negative one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -72,6 +73,30 @@ def click_maps(
     for click in clicks:
         paint_click(positive if click.positive else negative, click.kji, kernel)
     return positive, negative
+
+
+def impose_clicks(
+    values: np.ndarray,
+    box: Box,
+    clicks: Sequence[Click],
+    spacing_kji: tuple[float, float, float],
+    radius_mm: float,
+) -> np.ndarray:
+    """``values`` (the probability inside ``box``) with the ball of ``radius_mm`` around each click set
+    to its label, 1 for positive and 0 for negative, later clicks over earlier ones."""
+    ball = click_kernel(tuple(float(s) for s in spacing_kji), float(radius_mm), 0.0) > 0.5
+    out = values.copy()
+    for click in clicks:
+        inside, ball_part = [], []
+        for c, b, k in zip(click.kji, box, ball.shape):
+            lo, hi = max(b.start, c - k // 2), min(b.stop, c + k // 2 + 1)
+            if lo >= hi:
+                break
+            inside.append(slice(lo - b.start, hi - b.start))
+            ball_part.append(slice(lo - (c - k // 2), hi - (c - k // 2)))
+        else:
+            out[tuple(inside)][ball[tuple(ball_part)]] = 1.0 if click.positive else 0.0
+    return out
 
 
 def error_regions(prediction: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,10 @@ Behaviour at the edges, all without losing state:
 Refinement works on a region around each click (``mode="region"``, fast) or on the whole volume
 (``mode="whole"``); :meth:`RefinementSession.region_difference` measures the gap between the two
 for the last click.
+
+Clicks are honoured (``honour_clicks=True``, the default): after each refinement the ball of each
+click (the click map's radius) keeps the click's label, so a click always changes the mask where it
+was placed, even where the network would not follow it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import torch
 
 from sparsert.data.sts import GTV_COLOR
 from sparsert.errors import InputError
-from sparsert.interactive.clicks import Box, Click, click_maps
+from sparsert.interactive.clicks import Box, Click, click_maps, impose_clicks
 from sparsert.interactive.grid import check_coregistered, click_to_working, working_geometry
 from sparsert.interactive.inference import (
     THRESHOLD, RegionComparison, RegionSettings, refine_region, refine_whole, region_vs_whole,
@@ -86,6 +90,7 @@ class RefinementSession:
         reference: Geometry | None = None,
         mode: str = "region",
         region: RegionSettings = RegionSettings(),
+        honour_clicks: bool = True,
     ) -> None:
         """``channels`` (C, D, H, W) normalised, on ``geometry`` (the working grid); ``reference``
         is the grid of the output and of click indices (default: ``geometry``)."""
@@ -97,6 +102,7 @@ class RefinementSession:
         self.model = model
         self.mode = mode
         self.region = region
+        self.honour_clicks = honour_clicks
         self.geometry = geometry
         self.reference = reference if reference is not None else geometry
         self._image = torch.from_numpy(np.ascontiguousarray(channels, dtype=np.float32))[None].to(model_device(model))
@@ -219,6 +225,8 @@ class RefinementSession:
         clicks = self._clicks + [click]
         positive_map, negative_map = self._maps(clicks)
         box, values = self._refine(click, positive_map, negative_map)
+        if self.honour_clicks:
+            values = impose_clicks(values, box, clicks, self.geometry.spacing_kji, self.model.spec.click_radius_mm)
         seconds = time.perf_counter() - start
         # Committed only once the refinement succeeded, so a failure leaves the session as it was.
         step = _Step(click, tuple(float(v) for v in ijk), box, probability[box].copy(), values)
@@ -260,7 +268,8 @@ class RefinementSession:
         return StepResult(self._changed(step), 0.0, step.click)
 
     def region_difference(self) -> RegionComparison:
-        """Region pass against a whole-volume pass for the last click, from the same inputs."""
+        """Region pass against a whole-volume pass for the last click, from the same inputs: the
+        networks' own passes (honoured clicks are imposed alike on both)."""
         if not self._undo:
             raise InputError("no click to compare: the region/whole difference is measured on the last click")
         step = self._undo[-1]
