@@ -61,9 +61,9 @@ def body_box(channels: torch.Tensor, least: Sequence[int]) -> tuple[slice, ...]:
         if inside.numel() == 0:
             return tuple(slice(0, size) for size in body.shape)
         lo, hi = int(inside[0]), int(inside[-1]) + 1
-        grow = max(0, min(m, n) - (hi - lo))
-        lo = min(max(0, lo - grow // 2), n - max(hi - lo, min(m, n)))
-        box.append(slice(lo, lo + max(hi - lo, min(m, n))))
+        size = max(hi - lo, min(m, n))
+        lo = min(max(0, lo - (size - (hi - lo)) // 2), n - size)
+        box.append(slice(lo, lo + size))
     return tuple(box)
 
 

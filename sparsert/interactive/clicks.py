@@ -46,17 +46,28 @@ def click_kernel(spacing_kji: tuple[float, float, float], radius_mm: float, sigm
     return kernel
 
 
+def kernel_overlap(kji: tuple[int, int, int], kernel_shape: tuple[int, ...], box: Box) -> tuple[Box, Box] | None:
+    """Where an odd-sized kernel centred at ``kji`` meets ``box``: (slices relative to the box, slices
+    of the kernel), or None when they do not meet."""
+    inside, part = [], []
+    for c, k, b in zip(kji, kernel_shape, box):
+        first = c - k // 2  # the kernel's first voxel
+        lo, hi = max(b.start, first), min(b.stop, first + k)
+        if lo >= hi:
+            return None
+        inside.append(slice(lo - b.start, hi - b.start))
+        part.append(slice(lo - first, hi - first))
+    return tuple(inside), tuple(part)  # type: ignore[return-value]
+
+
 def paint_click(target: np.ndarray, kji: tuple[int, int, int], kernel: np.ndarray) -> Box:
     """Maximum of ``target`` and ``kernel`` centred at ``kji``, in place; returns the box touched."""
-    target_box, kernel_box = [], []
-    for c, n, k in zip(kji, target.shape, kernel.shape):
-        half = k // 2
-        lo, hi = max(0, c - half), min(n, c + half + 1)
-        target_box.append(slice(lo, hi))
-        kernel_box.append(slice(lo - (c - half), hi - (c - half)))
-    box = tuple(target_box)
-    np.maximum(target[box], kernel[tuple(kernel_box)], out=target[box])
-    return box  # type: ignore[return-value]
+    overlap = kernel_overlap(kji, kernel.shape, tuple(slice(0, n) for n in target.shape))
+    if overlap is None:  # a click off the volume touches nothing
+        return (slice(0, 0),) * target.ndim  # type: ignore[return-value]
+    box, part = overlap
+    np.maximum(target[box], kernel[part], out=target[box])
+    return box
 
 
 def click_maps(
@@ -87,15 +98,10 @@ def impose_clicks(
     ball = click_kernel(tuple(float(s) for s in spacing_kji), float(radius_mm), 0.0) > 0.5
     out = values.copy()
     for click in clicks:
-        inside, ball_part = [], []
-        for c, b, k in zip(click.kji, box, ball.shape):
-            lo, hi = max(b.start, c - k // 2), min(b.stop, c + k // 2 + 1)
-            if lo >= hi:
-                break
-            inside.append(slice(lo - b.start, hi - b.start))
-            ball_part.append(slice(lo - (c - k // 2), hi - (c - k // 2)))
-        else:
-            out[tuple(inside)][ball[tuple(ball_part)]] = 1.0 if click.positive else 0.0
+        overlap = kernel_overlap(click.kji, ball.shape, box)
+        if overlap is not None:
+            inside, part = overlap
+            out[inside][ball[part]] = 1.0 if click.positive else 0.0
     return out
 
 
