@@ -100,6 +100,20 @@ def test_clicks_always_change_the_mask_where_they_are_placed(model, arrays):
     assert np.array_equal(session.probability, initial)
 
 
+def test_honoured_clicks_change_the_probability_only_their_way(model, arrays):
+    """A positive click never lowers the probability anywhere, a negative one never raises it; the
+    network alone does both (so the check can fail)."""
+    raw = session_for(model, arrays, honour_clicks=False)
+    session = session_for(model, arrays)
+    for ijk, positive in [((16, 16, 6), True), ((4, 4, 2), False), ((20, 12, 5), True), ((10, 22, 7), False)]:
+        before, raw_before = session.probability.copy(), raw.probability.copy()
+        session.add_click(ijk, positive)
+        raw.add_click(ijk, positive)
+        change, raw_change = session.probability - before, raw.probability - raw_before
+        assert (change >= 0).all() if positive else (change <= 0).all()
+        assert (raw_change < 0).any() and (raw_change > 0).any()
+
+
 def test_state_is_read_only_and_needs_initial(model, arrays):
     session = RefinementSession.from_arrays(model, arrays, spacing=(1.0, 1.0, 2.0))
     with pytest.raises(InputError, match="run initial"):

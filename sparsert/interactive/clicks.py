@@ -105,6 +105,16 @@ def impose_clicks(
     return out
 
 
+def follow_click_sign(previous: np.ndarray, refined: np.ndarray, positive: bool) -> np.ndarray:
+    """``refined`` with its changes against the click's sign dropped: after a positive click no voxel
+    loses probability, after a negative click none gains it.
+
+    Why: a stage-2 network given a positive click sometimes shrinks the mask elsewhere (on the STS
+    cross-validation the first click lowered Dice in 8 of 20 patients); a click is a statement about
+    where the mask is too small or too large, never both."""
+    return np.maximum(previous, refined) if positive else np.minimum(previous, refined)
+
+
 def error_regions(prediction: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(false negatives, false positives) of a binary prediction."""
     prediction, truth = prediction.astype(bool), truth.astype(bool)

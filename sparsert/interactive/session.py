@@ -19,9 +19,11 @@ Refinement works on a region around each click (``mode="region"``, fast) or on t
 (``mode="whole"``); :meth:`RefinementSession.region_difference` measures the gap between the two
 for the last click.
 
-Clicks are honoured (``honour_clicks=True``, the default): after each refinement the ball of each
-click (the click map's radius) keeps the click's label, so a click always changes the mask where it
-was placed, even where the network would not follow it.
+Clicks are honoured (``honour_clicks=True``, the default): a positive click only adds to the
+probability and a negative click only takes from it (the network's changes of the other sign are
+dropped), and after each refinement the ball of each click (the click map's radius) keeps the
+click's label, so a click always changes the mask where it was placed, even where the network would
+not follow it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import torch
 
 from sparsert.data.sts import GTV_COLOR
 from sparsert.errors import InputError
-from sparsert.interactive.clicks import Box, Click, click_maps, impose_clicks
+from sparsert.interactive.clicks import Box, Click, click_maps, follow_click_sign, impose_clicks
 from sparsert.interactive.grid import check_coregistered, click_to_working, working_geometry
 from sparsert.interactive.inference import (
     THRESHOLD, RegionComparison, RegionSettings, refine_region, refine_whole, region_vs_whole,
@@ -226,6 +228,7 @@ class RefinementSession:
         positive_map, negative_map = self._maps(clicks)
         box, values = self._refine(click, positive_map, negative_map)
         if self.honour_clicks:
+            values = follow_click_sign(probability[box], values, click.positive)
             values = impose_clicks(values, box, clicks, self.geometry.spacing_kji, self.model.spec.click_radius_mm)
         seconds = time.perf_counter() - start
         # Committed only once the refinement succeeded, so a failure leaves the session as it was.
