@@ -10,7 +10,7 @@ import torch
 from scipy import ndimage
 
 from sparsert.completion.contract import CompletedSegmentation, prepare_seeds, rest_seeds
-from sparsert.completion.scm_forward import scm_pass
+from sparsert.completion.scm_forward import bounding_box, scm_pass
 from sparsert.device import resolve_device
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Volume
@@ -72,6 +72,19 @@ def masks_from_probabilities(
     :func:`sparsert.completion.contract.competing_structures`) goes to the most probable of them;
     scribbles are honoured; only connected parts holding a scribble are kept."""
     claimed = probs >= 0.5
+    masks = np.zeros(probs.shape, dtype=bool)
+    # Outside the box of what is claimed or scribbled every mask is empty, so the work stays inside it.
+    box = bounding_box(claimed.any(0) | structures.any(0), (0, 0, 0), probs.shape[1:])
+    if box is not None:
+        inside = (slice(None),) + box
+        masks[inside] = _masks_in_box(probs[inside], claimed[inside], structures[inside], background[box], competitors)
+    return masks
+
+
+def _masks_in_box(
+    probs: np.ndarray, claimed: np.ndarray, structures: np.ndarray, background: np.ndarray,
+    competitors: Sequence[frozenset[int]],
+) -> np.ndarray:
     masks = claimed.copy()
     for k, rivals in enumerate(competitors):
         for j in rivals:
