@@ -90,7 +90,6 @@ def scm_pass(
     # Absent classes must not win the rival similarity.
     sims = sims.masked_fill(~present[:, :, None, None, None], -1e4)
 
-    background = scr[:, -1:]
     margin = margin_voxels(STRUCTURE_MARGIN_MM, spacing_kji)
     multiple = 2 ** (len(net.config.decoder_channels) - 1)
     outputs = []
@@ -99,17 +98,19 @@ def scm_pass(
         box = bounding_box(scr_np[k], margin, scr_np.shape[1:])
         if box is None:
             continue
-        own_sim = sims[:, k : k + 1]
-        others = torch.cat([sims[:, :k], sims[:, k + 1 :]], dim=1)
-        rival = others.max(dim=1, keepdim=True).values
-        other_structs = torch.cat([scr[:, :k], scr[:, k + 1 : n_structures]], dim=1)
-        other_structs = other_structs.amax(dim=1, keepdim=True) if other_structs.shape[1] else torch.zeros_like(background)
-        dist = torch.from_numpy(distance_map(scr_np[k][box], spacing_kji, net.config.distance_scale_mm)).to(device)
         crop = (slice(None), slice(None)) + box
+        # Cropped before the per-voxel maxima: they are elementwise, and the crop is a fraction of the ROI.
+        box_sims, box_scr = sims[crop], scr[crop]
+        rival = torch.cat([box_sims[:, :k], box_sims[:, k + 1 :]], dim=1).max(dim=1, keepdim=True).values
+        other_structs = torch.cat([box_scr[:, :k], box_scr[:, k + 1 : n_structures]], dim=1)
+        other_structs = (
+            other_structs.amax(dim=1, keepdim=True) if other_structs.shape[1] else torch.zeros_like(box_scr[:, -1:])
+        )
+        dist = torch.from_numpy(distance_map(scr_np[k][box], spacing_kji, net.config.distance_scale_mm)).to(device)
         inputs = dict(
-            image=img[crop], own_similarity=own_sim[crop], rival_similarity=rival[crop],
-            own_scribble=scr[:, k : k + 1][crop], background_scribble=background[crop],
-            other_scribbles=other_structs[crop], own_distance=dist[None, None],
+            image=img[crop], own_similarity=box_sims[:, k : k + 1], rival_similarity=rival,
+            own_scribble=box_scr[:, k : k + 1], background_scribble=box_scr[:, -1:],
+            other_scribbles=other_structs, own_distance=dist[None, None],
         )
         decoder_inputs = {name: pad_to_multiple(x, multiple)[0] for name, x in inputs.items()}
         logits = crop_back(net.decode(**decoder_inputs), tuple(s.stop - s.start for s in box))
