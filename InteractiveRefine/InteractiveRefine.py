@@ -39,7 +39,8 @@ class InteractiveRefine(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Segments the gross tumour automatically, then lets you correct the result with clicks: a positive "
             "click inside missed tumour, a negative click on wrongly included tissue; each click can be undone. "
-            "The 5 mm around each click always takes the click's label, even where the network would not follow it. "
+            "A positive click only adds tumour and a negative click only removes it, and the 5 mm around each "
+            "click always takes the click's label, even where the network would not follow it. "
             "Research software: nothing it predicts is a clinical contour."
         )
         self.parent.acknowledgementText = _(
