@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from interactive_testdata import tiny_model
 from sparsert.errors import InputError
@@ -112,6 +113,19 @@ def test_honoured_clicks_change_the_probability_only_their_way(model, arrays):
         change, raw_change = session.probability - before, raw.probability - raw_before
         assert (change >= 0).all() if positive else (change <= 0).all()
         assert (raw_change < 0).any() and (raw_change > 0).any()
+
+
+def test_automatic_result_keeps_its_largest_part_only(model, arrays):
+    """One mass by default; the dropped parts get probability 0; ``keep_largest=False`` keeps every part."""
+    every = session_for(model, arrays, keep_largest=False)
+    one = session_for(model, arrays)
+    _, parts = ndimage.label(every.mask)
+    assert parts > 1  # the random network gives several, so the check can fail
+    labels, n = ndimage.label(one.mask)
+    assert n == 1 and one.mask.sum() == np.bincount(ndimage.label(every.mask)[0].ravel())[1:].max()
+    assert np.array_equal(one.probability[one.mask], every.probability[one.mask])
+    dropped = every.mask & ~one.mask
+    assert (one.probability[dropped] == 0).all()
 
 
 def test_state_is_read_only_and_needs_initial(model, arrays):
@@ -252,8 +266,8 @@ def test_ensemble_averages_members_in_probability(arrays):
     assert torch.allclose(ensemble.initial_probability(image), (a.initial_probability(image) + b.initial_probability(image)) / 2)
     assert not torch.allclose(a.initial_probability(image), b.initial_probability(image))
     # In a session every member gets the same clicks: the ensemble's result is the members' mean.
-    session = session_for(ensemble, arrays, mode="whole")
-    single = [session_for(m, arrays, mode="whole") for m in (a, b)]
+    session = session_for(ensemble, arrays, mode="whole", keep_largest=False)
+    single = [session_for(m, arrays, mode="whole", keep_largest=False) for m in (a, b)]
     assert np.allclose(session.probability, (single[0].probability + single[1].probability) / 2, atol=1e-6)
     with pytest.raises(InputError, match="share modalities"):
         Ensemble([a, tiny_model(modalities=("ct",))])

@@ -92,7 +92,10 @@ def register_refine(kinds: argparse._SubParsersAction) -> None:
     refine.add_argument("--mode", choices=("whole", "region"), default="whole", help="refinement passes (default: whole volume)")
     refine.add_argument("--seed", type=int, default=0, help="seed of the sampled protocol")
     refine.add_argument("--no-honour-clicks", dest="honour_clicks", action="store_false",
-                        help="score the networks' own masks: clicked balls are not kept at their label (ablation)")
+                        help="score the networks' own masks: clicks are neither one-sided nor their balls kept at their "
+                             "label (ablation)")
+    refine.add_argument("--all-parts", dest="keep_largest", action="store_false",
+                        help="keep every connected part of the automatic result, not only the largest (ablation)")
     refine.add_argument("--crop", type=int, nargs=3, metavar=("K", "J", "I"),
                         help="crop size in voxels (default: the training default)")
     refine.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder")
@@ -121,7 +124,7 @@ def run_refine(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data)
 
     options = dict(max_clicks=args.max_clicks, protocol=args.protocol, mode=args.mode, seed=args.seed,
-                   honour_clicks=args.honour_clicks)
+                   honour_clicks=args.honour_clicks, keep_largest=args.keep_largest)
     if args.cross_validation:
         models = [load_click_model(group, device) for group in members]
         folds = ((model, _held_out_cases(args, dataset, model, k)) for k, model in enumerate(models))

@@ -16,7 +16,6 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.inferers import sliding_window_inference
-from scipy import ndimage
 from torch import nn
 
 from sparsert.crossmodal.preprocess import PreprocessConfig, prepare_inputs
@@ -25,6 +24,7 @@ from sparsert.device import resolve_device
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Volume, resample
+from sparsert.masks import largest_component
 from sparsert.models.cmfnet import CmFNetConfig, build_network
 from sparsert.models.registry import resolve_weights
 from sparsert.models.scm import crop_back, pad_to_multiple
@@ -92,14 +92,6 @@ def predict_probability(net: nn.Module, ct: np.ndarray, mr: np.ndarray) -> np.nd
     else:
         prob = sliding_window_inference(x, WINDOW, 1, fused, overlap=0.25, mode="gaussian")
     return prob[0, 0].float().cpu().numpy()
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels == 1 + int(np.argmax(sizes))
 
 
 def segment_tumour(

@@ -54,8 +54,11 @@ def click_trajectory(
     region: RegionSettings = RegionSettings(),
     seed: int = 0,
     honour_clicks: bool = True,
+    keep_largest: bool = True,
 ) -> Trajectory:
-    session = RefinementSession(model, case.image, case.geometry, mode=mode, region=region, honour_clicks=honour_clicks)
+    session = RefinementSession(
+        model, case.image, case.geometry, mode=mode, region=region, honour_clicks=honour_clicks, keep_largest=keep_largest,
+    )
     return session_trajectory(session, case.truth, case.case_id, max_clicks, protocol, seed)
 
 
@@ -137,6 +140,7 @@ def evaluate_cross_validation(
     region: RegionSettings = RegionSettings(),
     seed: int = 0,
     honour_clicks: bool = True,
+    keep_largest: bool = True,
 ) -> dict:
     """Each fold's model on the cases that fold held out: the summary over all cases (see
     :func:`summarize`) with the per-case trajectories, JSON-ready, plus each fold's own summary under
@@ -145,14 +149,19 @@ def evaluate_cross_validation(
     per_fold = []
     for model, cases in folds:
         trajectories = [
-            click_trajectory(model, case, max_clicks, protocol, mode, region, seed + len(everything) + n, honour_clicks)
+            click_trajectory(
+                model, case, max_clicks, protocol, mode, region, seed + len(everything) + n, honour_clicks, keep_largest,
+            )
             for n, case in enumerate(cases)
         ]
         fold = summarize(trajectories, max_clicks)
         per_fold.append({key: fold[key] for key in ("n_cases", "dice_at", "noc_dice", "noc_hd95_mm")})
         everything += trajectories
     result = summarize(everything, max_clicks)
-    result.update(protocol=protocol, mode=mode, honour_clicks=honour_clicks, cases=[t.__dict__ for t in everything], folds=per_fold)
+    result.update(
+        protocol=protocol, mode=mode, honour_clicks=honour_clicks, keep_largest=keep_largest,
+        cases=[t.__dict__ for t in everything], folds=per_fold,
+    )
     return result
 
 

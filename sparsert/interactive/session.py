@@ -15,6 +15,9 @@ Behaviour at the edges, all without losing state:
   undone: :class:`InputError` naming the situation; a new click clears the redo history;
 - :meth:`~RefinementSession.initial` starts over: it clears clicks and history.
 
+The automatic result keeps its largest connected part only (``keep_largest=True``, the default: one
+mass, as CrossModalSeg); the other parts get probability 0, so stage 2 starts without them.
+
 Refinement works on a region around each click (``mode="region"``, fast) or on the whole volume
 (``mode="whole"``); :meth:`RefinementSession.region_difference` measures the gap between the two
 for the last click.
@@ -45,6 +48,7 @@ from sparsert.interactive.inference import (
 )
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry, Volume, read_image, resample
+from sparsert.masks import largest_component
 from sparsert.models.icr import ClickModel, Ensemble
 from sparsert.preprocessing.modalities import channels_on_grid
 
@@ -93,6 +97,7 @@ class RefinementSession:
         mode: str = "region",
         region: RegionSettings = RegionSettings(),
         honour_clicks: bool = True,
+        keep_largest: bool = True,
     ) -> None:
         """``channels`` (C, D, H, W) normalised, on ``geometry`` (the working grid); ``reference``
         is the grid of the output and of click indices (default: ``geometry``)."""
@@ -105,6 +110,7 @@ class RefinementSession:
         self.mode = mode
         self.region = region
         self.honour_clicks = honour_clicks
+        self.keep_largest = keep_largest
         self.geometry = geometry
         self.reference = reference if reference is not None else geometry
         self._image = torch.from_numpy(np.ascontiguousarray(channels, dtype=np.float32))[None].to(model_device(model))
@@ -201,6 +207,9 @@ class RefinementSession:
         """Run the automatic (stage-1) segmentation; starts the session over."""
         start = time.perf_counter()
         probability = self.model.initial_probability(self._image)[0, 0].cpu().numpy()
+        if self.keep_largest:
+            mask = probability > THRESHOLD
+            probability[mask & ~largest_component(mask)] = 0.0
         seconds = time.perf_counter() - start
         self._probability = probability
         self._clicks, self._undo, self._redo = [], [], []

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sparsert.crossmodal.inference import largest_component, predict_probability
+from sparsert.crossmodal.inference import predict_probability
 from sparsert.crossmodal.preprocess import PreprocessConfig
 from sparsert.data.sts import GTV
 from sparsert.errors import InputError
@@ -34,6 +34,7 @@ from sparsert.io.segmentation_io import read_segmentation
 from sparsert.io.volume import Geometry
 from sparsert.losses.completion import dense_bce_dice
 from sparsert.losses.crossmodal import consistency_loss, gated_crf_loss, scribble_loss
+from sparsert.masks import largest_component
 from sparsert.metrics.segmentation import dice
 from sparsert.models.cmfnet import CmFNetConfig, build_network
 from sparsert.scribbles import BACKGROUND_NAME, automatic_background, simulate_scribbles
