@@ -37,7 +37,8 @@ class InteractiveRefine(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["SparseRT developers"]
         self.parent.helpText = _(
-            "Segments the gross tumour automatically, then lets you correct the result with clicks: a positive "
+            "Segments the gross tumour automatically (its largest connected part: one mass; a positive click "
+            "brings back any other), then lets you correct the result with clicks: a positive "
             "click inside missed tumour, a negative click on wrongly included tissue; each click can be undone. "
             "A positive click only adds tumour and a negative click only removes it, and the 5 mm around each "
             "click always takes the click's label, even where the network would not follow it. "
