@@ -281,7 +281,7 @@ class RefinementSession:
 
     def region_difference(self) -> RegionComparison:
         """Region pass against a whole-volume pass for the last click, from the same inputs: the
-        networks' own passes (honoured clicks are imposed alike on both)."""
+        networks' own passes (the click rules, which would act alike on both, are left out)."""
         if not self._undo:
             raise InputError("no click to compare: the region/whole difference is measured on the last click")
         step = self._undo[-1]
