@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.volume import Volume
+from sparsert.masks import fill_holes_per_slice, largest_component
 from sparsert.metrics.dose import OPENKBP_ORGANS
 from sparsert.preprocessing.ct import ct_channels, ct_to_hu
 from sparsert.roles import StructureRole, highest_prescription, structure_roles
@@ -62,14 +62,9 @@ def automatic_body(ct_hu: np.ndarray) -> np.ndarray:
     """The patient's body from a CT in HU: the largest connected region above -400 HU, holes filled
     slice by slice (air in the airway and sinuses is inside the body)."""
     above = ct_hu > _BODY_HU
-    labels, n = ndimage.label(above)
-    if n == 0:
+    if not above.any():
         raise InputError("the CT has no voxel above -400 HU: no body found (is it a CT in Hounsfield units?)")
-    sizes = ndimage.sum_labels(above, labels, index=np.arange(1, n + 1))
-    body = labels == 1 + int(np.argmax(sizes))
-    for k in range(body.shape[0]):
-        body[k] = ndimage.binary_fill_holes(body[k])
-    return body
+    return fill_holes_per_slice(largest_component(above))
 
 
 def dose_inputs(
