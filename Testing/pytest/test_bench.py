@@ -30,7 +30,7 @@ def bench(tiny_openkbp, tiny_dose_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench")
     args = ["bench", "--out", str(out), "--workloads", *MEASURED, *MISSING,
             "--completion-data", str(tiny_openkbp), "--dose-data", str(tiny_openkbp), "--max-cases", "1",
-            "--threads", "1", "--device", "cpu",
+            "--threads", "1", "--device", "cpu", "--precision", "bfloat16",
             "--model", f"dose={run / 'best.pt'}", "--model", "scm=no-such-scm", "--model", "icr=no-such-icr"]
     assert main(args) == 0
     return out
@@ -43,6 +43,7 @@ def test_results_json(bench, tiny_openkbp):
         assert machine[key], key
     assert machine["torch"] == torch.__version__ and machine["torch_threads"] == 1 and machine["device"] == "cpu"
     assert result["settings"]["max_cases"] == 1 and result["settings"]["models"]["scm"] == "no-such-scm"
+    assert result["settings"]["precision"] == "bfloat16"
     workloads = {w["name"]: w for w in result["workloads"]}
     assert list(workloads) == [*MEASURED, *MISSING]
     first_case = sorted(p.name for p in tiny_openkbp.iterdir())[0]
@@ -72,6 +73,7 @@ def test_results_markdown(bench):
     for name in MISSING:
         assert f"- {name} (skipped): not available: " in text
     assert "benchmarks/training_throughput.py" in text  # where training throughput is measured
+    assert "completion and dose networks in bfloat16" in text
 
 
 def test_existing_results_are_kept(bench, capsys):

@@ -101,8 +101,20 @@ def test_flip_averaging_mirrors_exactly(tiny_openkbp):
     net = SCMNet(SCMConfig(encoder_channels=(4, 8), feature_channels=4, decoder_channels=(4, 8), head_channels=4)).eval()
     image, stack, background, spacing = _case_inputs(tiny_openkbp)
     mirror = lambda a: np.ascontiguousarray(a[..., ::-1])  # noqa: E731
-    plain = predict_probabilities(net, image, stack, background, spacing, flips=True)
-    mirrored = predict_probabilities(net, mirror(image), mirror(stack), mirror(background), spacing, flips=True)
+    exact = {"precision": "float32"}  # bfloat16 would round the two passes differently
+    plain = predict_probabilities(net, image, stack, background, spacing, flips=True, **exact)
+    mirrored = predict_probabilities(net, mirror(image), mirror(stack), mirror(background), spacing, flips=True, **exact)
     np.testing.assert_allclose(mirrored, plain[..., ::-1], atol=1e-5)
-    single = predict_probabilities(net, image, stack, background, spacing)
+    single = predict_probabilities(net, image, stack, background, spacing, **exact)
     assert np.abs(single - plain).max() > 1e-3  # the network alone is not mirror-symmetric
+
+
+def test_bfloat16_probabilities_stay_close_to_float32(tiny_openkbp):
+    torch.manual_seed(0)
+    net = SCMNet(SCMConfig(encoder_channels=(4, 8), feature_channels=4, decoder_channels=(4, 8), head_channels=4)).eval()
+    inputs = _case_inputs(tiny_openkbp)
+    full = predict_probabilities(net, *inputs, precision="float32")
+    half = predict_probabilities(net, *inputs, precision="bfloat16")
+    assert half.dtype == np.float32 and half.shape == full.shape
+    difference = np.abs(half - full)
+    assert 0 < difference.max() < 0.05 and difference.mean() < 5e-3

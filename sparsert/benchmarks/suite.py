@@ -18,7 +18,7 @@ from sparsert.benchmarks.machine import machine_info
 from sparsert.benchmarks.measure import MeasurementError, run_isolated, seconds_summary
 from sparsert.benchmarks.workloads import MODEL_KINDS, WORKLOADS, Job, measure
 from sparsert.data.datasets import open_dataset
-from sparsert.device import resolve_device
+from sparsert.device import resolve_device, resolve_precision
 from sparsert.errors import InputError, MissingComponentError
 from sparsert.models.registry import resolve_weights
 from sparsert.resources import shared_data_dir
@@ -41,6 +41,7 @@ class BenchSettings:
     threads: int | None = None  # torch threads (None: torch's own choice)
     seed: int = 0  # scribble simulation
     clicks: int = 5  # simulated clicks per interactive case
+    precision: str = "auto"  # of the completion and dose networks; the report gives the resolved one
 
 
 def run_bench(settings: BenchSettings, on_workload: Callable[[dict], None] | None = None) -> dict:
@@ -57,8 +58,9 @@ def run_bench(settings: BenchSettings, on_workload: Callable[[dict], None] | Non
             raise InputError(f"{what} must be at least 1, got {value}")
     device = resolve_device(settings.device)
     threads = settings.threads or torch.get_num_threads()
+    precision = str(resolve_precision(settings.precision, device)).removeprefix("torch.")
     effective = replace(
-        settings, workloads=names, threads=threads, data={**default_data(), **settings.data},
+        settings, workloads=names, threads=threads, precision=precision, data={**default_data(), **settings.data},
         models={kind: settings.models.get(kind, k.default) for kind, k in MODEL_KINDS.items()},
     )
     machine = machine_info(device, threads)
@@ -86,7 +88,8 @@ def _run_workload(name: str, settings: BenchSettings, device: str) -> dict:
         case_ids = open_dataset(data).case_ids()[: settings.max_cases]
     except InputError as exc:
         return {**entry, "reason": f"not available: {exc}"}
-    job = Job(name, data, tuple(case_ids), weights, device, settings.threads, settings.seed, settings.clicks)
+    job = Job(name, data, tuple(case_ids), weights, device, settings.threads, settings.seed, settings.clicks,
+              settings.precision)
     try:
         # measure's module, run as a program, measures the job.
         measured = run_isolated(measure.__module__, asdict(job))

@@ -74,6 +74,7 @@ class Job:
     threads: int = 1
     seed: int = 0
     clicks: int = 5
+    precision: str = "auto"  # of the completion and dose networks
 
 
 class Workload(ABC):
@@ -85,8 +86,8 @@ class Workload(ABC):
     models: tuple[str, ...] = ()  # keys of MODEL_KINDS
 
     @abstractmethod
-    def load(self, weights: dict[str, str], device: torch.device) -> Any:
-        """The loaded models."""
+    def load(self, job: Job, device: torch.device) -> Any:
+        """The loaded models (``job.weights``)."""
 
     @abstractmethod
     def prepare(self, loaded: Any, case: Case, job: Job, index: int) -> Any:
@@ -107,10 +108,11 @@ class Completion(Workload):
         self.description = description
         self.models = ("scm",) if method == "scm" else ()
 
-    def load(self, weights: dict[str, str], device: torch.device) -> Complete:
-        options = {**DEFAULT_OPTIONS.get(self.method, {}), "device": device, "flips": self.flips}
+    def load(self, job: Job, device: torch.device) -> Complete:
+        options = {**DEFAULT_OPTIONS.get(self.method, {}), "device": device, "flips": self.flips,
+                   "precision": job.precision}
         if self.method == "scm":
-            options["net"] = load_scm_checkpoint(weights["scm"], device)
+            options["net"] = load_scm_checkpoint(job.weights["scm"], device)
         return completer(self.method, **options)
 
     def prepare(self, loaded: Complete, case: Case, job: Job, index: int) -> tuple[Volume, Segmentation]:
@@ -133,11 +135,11 @@ class Dose(Workload):
         self.description = description
         self.models = ("scm", "dose") if prompt == "scribble" else ("dose",)
 
-    def load(self, weights: dict[str, str], device: torch.device) -> tuple[DoseModel, Complete | None]:
-        model = load_dose_checkpoint(weights["dose"], device)
+    def load(self, job: Job, device: torch.device) -> tuple[DoseModel, Complete | None]:
+        model = load_dose_checkpoint(job.weights["dose"], device)
         if self.prompt == "mask":
             return model, None
-        return model, completer("scm", net=load_scm_checkpoint(weights["scm"], device))
+        return model, completer("scm", net=load_scm_checkpoint(job.weights["scm"], device), precision=job.precision)
 
     def prepare(
         self, loaded: tuple[DoseModel, Complete | None], case: Case, job: Job, index: int
@@ -158,7 +160,7 @@ class Dose(Workload):
             with watch.step("completion"):
                 structures = complete(ct, structures)
         with watch.step("dose"):
-            predict_dose(model, ct, structures, body)
+            predict_dose(model, ct, structures, body, precision=job.precision)
 
 
 class Interactive(Workload):
@@ -167,8 +169,8 @@ class Interactive(Workload):
     description = "click refinement: images onto the working grid, automatic segmentation, clicks (region mode)"
     models = ("icr",)
 
-    def load(self, weights: dict[str, str], device: torch.device) -> ClickModel:
-        return load_click_model([weights["icr"]], device)
+    def load(self, job: Job, device: torch.device) -> ClickModel:
+        return load_click_model([job.weights["icr"]], device)
 
     def prepare(self, model: ClickModel, case: Case, job: Job, index: int) -> tuple[list[Volume], Volume]:
         spec = model.spec
@@ -199,8 +201,8 @@ class CrossModal(Workload):
     description = "CT + MR tumour segmentation (MR resampled onto the CT)"
     models = ("crossmodal",)
 
-    def load(self, weights: dict[str, str], device: torch.device) -> CrossModalModel:
-        return load_crossmodal_checkpoint(weights["crossmodal"], device)
+    def load(self, job: Job, device: torch.device) -> CrossModalModel:
+        return load_crossmodal_checkpoint(job.weights["crossmodal"], device)
 
     def prepare(self, model: CrossModalModel, case: Case, job: Job, index: int) -> tuple[Volume, Volume | None]:
         return case.images["ct"], case.images.get("mr")
@@ -247,7 +249,7 @@ def measure(job: Job) -> dict:
     workload = WORKLOADS[job.workload]
     dataset = open_dataset(job.data)
     start = time.perf_counter()
-    loaded = workload.load(job.weights, device)
+    loaded = workload.load(job, device)
     result = {
         "model_load_s": time.perf_counter() - start, "rss_after_load_mb": current_rss_mb(),
         "peak_rss_per_case": reset_peak_rss(), "cases": [],

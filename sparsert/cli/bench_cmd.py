@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparsert.cli.common import add_device_option, add_overwrite_option, parse_key_values
+from sparsert.cli.common import add_device_option, add_overwrite_option, add_precision_option, parse_key_values
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.io.output import writable
 
@@ -48,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="scribble simulation seed (default 0)")
     parser.add_argument("--clicks", type=int, default=5, help="simulated clicks per interactive case (default 5)")
     add_device_option(parser)
+    add_precision_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run_bench_cmd)
 
@@ -63,6 +64,7 @@ def run_bench_cmd(args: argparse.Namespace) -> int:
         data={family: getattr(args, f"{family}_data") for family in FAMILY_DATA if getattr(args, f"{family}_data")},
         models=parse_key_values(args.model, "--model", str, "KIND=NAME_OR_PATH, e.g. dose=runs/dose/best.pt"),
         max_cases=args.max_cases, device=args.device, threads=args.threads, seed=args.seed, clicks=args.clicks,
+        precision=args.precision,
     )
     result = run_bench(settings, on_workload=_print_workload)
     json_path, md_path = write_report(result, args.out, overwrite=args.overwrite)

@@ -22,6 +22,13 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+        help="number type of the networks: auto (bfloat16 on CPUs that compute it natively, else float32; default)",
+    )
+
+
 def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
 

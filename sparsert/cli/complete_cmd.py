@@ -8,7 +8,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from sparsert.cli.common import ProgressCallback, add_cohort_options, add_device_option, add_overwrite_option
+from sparsert.cli.common import (
+    ProgressCallback, add_cohort_options, add_device_option, add_overwrite_option, add_precision_option,
+)
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.errors import InputError
 from sparsert.io.json_io import write_json
@@ -45,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="scm", metavar="NAME_OR_PATH", help="scm weights: registry name or .pt file")
     parser.add_argument("--flips", action="store_true", help=FLIPS_HELP)
     add_device_option(parser)
+    add_precision_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run_complete)
 
@@ -65,6 +68,7 @@ def register_evaluation(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--flips", action="store_true", help=FLIPS_HELP)
     parser.add_argument("--out", metavar="results.json")
     add_device_option(parser)
+    add_precision_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run_evaluate)
 
@@ -92,7 +96,7 @@ def run_case(args: argparse.Namespace) -> int:
     dicom_ct = args.image[0] if Path(args.image[0]).is_dir() else None
     scribbles = read_structures(args.scribbles, dicom_ct or image.geometry)
     complete = completer(args.method, model=args.model, device=args.device, auto_background=args.auto_background,
-                         flips=args.flips)
+                         flips=args.flips, precision=args.precision)
     start = time.perf_counter()
     completed = complete(image, scribbles)
     seconds = time.perf_counter() - start
@@ -112,9 +116,10 @@ def run_cohort(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data)
     job = CompletionCohort(dataset, Path(args.out), method=args.method, model=args.model,
                            device=cohort.rank_device(args.device), seed=args.seed, flips=args.flips,
-                           overwrite=args.overwrite)
+                           precision=args.precision, overwrite=args.overwrite)
     results = cohort.run(job, dataset.case_ids()[: args.max_cases], args.workers, ProgressCallback("completing"))
-    info = {"data": str(dataset.root), "method": args.method, "model": args.model, "seed": args.seed, "flips": args.flips}
+    info = {"data": str(dataset.root), "method": args.method, "model": args.model, "seed": args.seed, "flips": args.flips,
+            "precision": args.precision}
     return cohort.write_summary(results, job, "summary.json", info)
 
 
@@ -128,7 +133,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ids = dataset.case_ids()[: args.max_cases] if args.max_cases else dataset.case_ids()
     bar = ProgressCallback("evaluating")
     done = iter(range(1, len(ids) + 1))
-    options = {"scm": {"model": args.model, "device": args.device, "flips": args.flips}}
+    options = {"scm": {"model": args.model, "device": args.device, "flips": args.flips, "precision": args.precision}}
     results = evaluate_dataset(
         dataset, args.methods, case_ids=ids, seed=args.seed, slice_fraction=args.slice_fraction, options=options,
         on_case=lambda c: bar(next(done), len(ids), c),
@@ -139,7 +144,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_json(
             {
                 "data": str(dataset.root), "cases": len(ids), "seed": args.seed, "slice_fraction": args.slice_fraction,
-                "flips": args.flips,
+                "flips": args.flips, "precision": args.precision,
                 "summary": summary, "results": [asdict(r) for r in results],
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             },

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from sparsert.cli.common import (
-    ProgressCallback, add_cohort_options, add_device_option, add_overwrite_option, parse_prescriptions,
+    ProgressCallback, add_cohort_options, add_device_option, add_overwrite_option, add_precision_option,
+    parse_prescriptions,
 )
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.errors import InputError
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--completion-model", default="scm", metavar="NAME_OR_PATH", help="scm weights")
     parser.add_argument("--flips", action="store_true", help="average with the left-right mirrored prediction")
     add_device_option(parser)
+    add_precision_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run_dose)
 
@@ -64,7 +66,7 @@ def run_dose(args: argparse.Namespace) -> int:
 def _completer(args: argparse.Namespace):
     from sparsert.completion import completer
 
-    return completer(args.completion, model=args.completion_model, device=args.device)
+    return completer(args.completion, model=args.completion_model, device=args.device, precision=args.precision)
 
 
 def run_case(args: argparse.Namespace) -> int:
@@ -98,7 +100,8 @@ def run_case(args: argparse.Namespace) -> int:
                 write_structures(structures, args.completed_out, reference_ct_folder=dicom_ct, overwrite=args.overwrite)
     else:
         structures = read_structures(args.structures, dicom_ct or ct.geometry)
-    dose = predict_dose(model, ct, structures, body, roles, parse_prescriptions(args.prescription), flips=args.flips)
+    dose = predict_dose(model, ct, structures, body, roles, parse_prescriptions(args.prescription), flips=args.flips,
+                        precision=args.precision)
     seconds = time.perf_counter() - start
     write_dose(dose, args.out, reference_ct_folder=dicom_ct, overwrite=args.overwrite)
     print(f"predicted dose (max {dose.array.max():.1f} Gy) from {len(structures.segments)} structure(s) in {seconds:.1f} s -> {args.out}")
@@ -113,8 +116,8 @@ def run_cohort(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data)
     job = DoseCohort(dataset, Path(args.out), model=args.model, device=cohort.rank_device(args.device),
                      prompt=args.prompt, completion=args.completion, completion_model=args.completion_model,
-                     seed=args.seed, flips=args.flips, overwrite=args.overwrite)
+                     seed=args.seed, flips=args.flips, precision=args.precision, overwrite=args.overwrite)
     results = cohort.run(job, dataset.case_ids()[: args.max_cases], args.workers, ProgressCallback("predicting"))
     info = {"data": str(dataset.root), "prompt": args.prompt, "model": args.model, "completion": args.completion,
-            "flips": args.flips}
+            "flips": args.flips, "precision": args.precision}
     return cohort.write_summary(results, job, "predictions.json", info)

@@ -26,10 +26,10 @@ from sparsert.scribbles.simulate import EVAL_SCRIBBLES, simulate_scribbles
 Complete = Callable[[Volume, Segmentation], CompletedSegmentation]
 
 
-def load_completer(method: str, model: str, device: str, flips: bool = False) -> Complete:
+def load_completer(method: str, model: str, device: str, flips: bool = False, precision: str = "auto") -> Complete:
     """``complete(image, scribbles)`` for ``method``, with the SCM network loaded once rather than per call."""
     net = load_scm(model, device=device) if method == "scm" else None
-    return completer(method, model=model, device=device, net=net, flips=flips)
+    return completer(method, model=model, device=device, net=net, flips=flips, precision=precision)
 
 
 def case_structures(case: Case) -> Segmentation:
@@ -62,13 +62,14 @@ class CompletionCohort:
     device: str = "cpu"
     seed: int = 0
     flips: bool = False
+    precision: str = "auto"
     overwrite: bool = False
 
     def outputs(self, case_id: str) -> list[Path]:
         return [self.out_dir / f"{output_stem(case_id)}.seg.nrrd"]
 
     def load(self) -> CaseFunction:
-        return partial(self._complete, load_completer(self.method, self.model, self.device, self.flips))
+        return partial(self._complete, load_completer(self.method, self.model, self.device, self.flips, self.precision))
 
     def _complete(self, complete: Complete, case_id: str) -> list[Path]:
         completed = complete_simulated(self.dataset, self.dataset.load(case_id), complete, self.seed)

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from sparsert.completion.contract import CompletedSegmentation, prepare_seeds, rest_seeds
 from sparsert.completion.scm_forward import bounding_box, scm_pass
-from sparsert.device import resolve_device
+from sparsert.device import inference_autocast, resolve_device
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Volume
 from sparsert.models.registry import resolve_weights
@@ -37,28 +37,31 @@ def load_scm_checkpoint(path: str | Path, device: str | torch.device = "cpu") ->
 
 @torch.no_grad()
 def predict_probabilities(
-    net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji, flips: bool = False
+    net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji,
+    flips: bool = False, precision: str = "auto",
 ) -> np.ndarray:
     """Per-structure probability volumes (K, D, H, W) float32; zero outside each structure's crop.
 
-    ``flips`` averages with the pass on the left-right mirrored inputs (twice the time).
+    ``flips`` averages with the pass on the left-right mirrored inputs (twice the time); ``precision``
+    is the network's number type (:func:`sparsert.device.resolve_precision`).
     """
-    probs = _network_probabilities(net, image, structures, background, spacing_kji)
+    probs = _network_probabilities(net, image, structures, background, spacing_kji, precision)
     if flips:
         mirrored = [np.ascontiguousarray(a[..., ::-1]) for a in (image, structures, background)]
-        probs = 0.5 * (probs + _network_probabilities(net, *mirrored, spacing_kji)[..., ::-1])
+        probs = 0.5 * (probs + _network_probabilities(net, *mirrored, spacing_kji, precision)[..., ::-1])
     return probs
 
 
 def _network_probabilities(
-    net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji
+    net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji, precision: str
 ) -> np.ndarray:
     device = next(net.parameters()).device
-    result = scm_pass(net, image, structures, background, spacing_kji, device=device)
+    with inference_autocast(net, precision):
+        result = scm_pass(net, image, structures, background, spacing_kji, device=device)
     probs = np.zeros(structures.shape, dtype=np.float32)
     for out in result.structures:
         full = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(result.roi, out.box))
-        probs[(out.index,) + full] = torch.sigmoid(out.logits)[0, 0].cpu().numpy()
+        probs[(out.index,) + full] = torch.sigmoid(out.logits.float())[0, 0].cpu().numpy()
     return probs
 
 
@@ -111,18 +114,21 @@ def complete_scm(
     auto_background: bool = False,
     background_margin_mm: float = 20.0,
     flips: bool = False,
+    precision: str = "auto",
 ) -> CompletedSegmentation:
     """Dense structures from scribbles with the trained SCM network (the completion contract).
 
     One segment per scribbled structure, names and colours kept, overlapping where the contract's
     rule allows (a target and an organ); ``net`` reuses a
     loaded network (the Slicer module keeps one), otherwise ``model`` (registry name or file) is loaded.
-    ``flips``: average with the left-right mirrored pass (see :func:`predict_probabilities`).
+    ``flips`` and ``precision``: see :func:`predict_probabilities`.
     """
     seeds = prepare_seeds(image, scribbles, auto_background=auto_background, background_margin_mm=background_margin_mm)
     net = net or load_scm(model, device=device)
     stack = np.stack(seeds.foreground)
-    probs = predict_probabilities(net, ct_channels(image.array), stack, seeds.background, image.geometry.spacing_kji, flips)
+    probs = predict_probabilities(
+        net, ct_channels(image.array), stack, seeds.background, image.geometry.spacing_kji, flips, precision
+    )
     masks = masks_from_probabilities(probs, stack, seeds.background, seeds.competitors)
     segments = [Segment(n, m, c) for n, m, c in zip(seeds.names, masks, seeds.colors)]
     return CompletedSegmentation(image.geometry, segments, warnings=list(seeds.warnings))

@@ -39,6 +39,7 @@ class DoseCohort:
     completion_model: str = "scm"
     seed: int = 0
     flips: bool = False
+    precision: str = "auto"
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -53,7 +54,7 @@ class DoseCohort:
         complete = None
         as_drawn = takes_scribbles(model, self.prompt)
         if self.prompt == "scribble" and not as_drawn:
-            complete = load_completer(self.completion, self.completion_model, self.device)
+            complete = load_completer(self.completion, self.completion_model, self.device, precision=self.precision)
         return partial(self._predict, model, complete)
 
     def _predict(self, model: DoseModel, complete: Complete | None, case_id: str) -> list[Path]:
@@ -65,7 +66,7 @@ class DoseCohort:
         else:
             structures = complete_simulated(self.dataset, case, complete, self.seed)
         ct = case.images[case.reference_name]
-        dose = predict_dose(model, ct, structures, case.possible_dose_mask, flips=self.flips)
+        dose = predict_dose(model, ct, structures, case.possible_dose_mask, flips=self.flips, precision=self.precision)
         files = []
         if is_challenge_grid(dose.geometry):
             path = self.out_dir / f"{output_stem(case_id)}.csv"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from sparsert.device import resolve_device
+from sparsert.device import inference_autocast, resolve_device
 from sparsert.dose.grid import as_batch, body_box, flip_lr, pad_to_multiple, to_ct_grid, to_working, working_shape
 from sparsert.dose.inputs import ORGAN_CHANNELS, ORGANS, DoseInputs, dose_inputs
 from sparsert.errors import InputError
@@ -127,12 +127,17 @@ def network_dose(net: DoseNet, channels: torch.Tensor, window: Sequence[int] | N
 
 
 @torch.no_grad()
-def predict_from_inputs(model: DoseModel, inputs: DoseInputs, spacing_kji, flips: bool = False) -> np.ndarray:
-    """Dose (Gy) on the CT grid from prepared inputs; zero outside the possible-dose mask."""
+def predict_from_inputs(
+    model: DoseModel, inputs: DoseInputs, spacing_kji, flips: bool = False, precision: str = "auto"
+) -> np.ndarray:
+    """Dose (Gy) on the CT grid from prepared inputs; zero outside the possible-dose mask.
+    ``precision``: the network's number type (:func:`sparsert.device.resolve_precision`)."""
     device = next(model.net.parameters()).device
     shape = inputs.body.shape
     x = to_working(as_batch(inputs.channels).to(device), working_shape(shape, spacing_kji, model.working_spacing_kji))
-    dose = to_ct_grid(network_dose(model.net, x, model.window, flips), shape)[0, 0].clamp_min(0).cpu().numpy()
+    with inference_autocast(model.net, precision):
+        working = network_dose(model.net, x, model.window, flips)
+    dose = to_ct_grid(working.float(), shape)[0, 0].clamp_min(0).cpu().numpy()
     return (dose * inputs.highest_gy * inputs.body).astype(np.float32)
 
 
@@ -144,8 +149,9 @@ def predict_dose(
     roles: Mapping[str, StructureRole] | None = None,
     prescriptions: Mapping[str, float] | None = None,
     flips: bool = False,
+    precision: str = "auto",
 ) -> Volume:
     """Predicted dose (float32 Gy) on the CT grid; InputError for input the model cannot use."""
     inputs = dose_inputs(ct, structures, body, roles, prescriptions)
     check_domain(model, inputs.ct_body, ct.geometry.spacing_kji)
-    return Volume(predict_from_inputs(model, inputs, ct.geometry.spacing_kji, flips), ct.geometry)
+    return Volume(predict_from_inputs(model, inputs, ct.geometry.spacing_kji, flips, precision), ct.geometry)
