@@ -46,8 +46,9 @@ def native_bfloat16(device: torch.device) -> bool:
 def resolve_precision(spec: str | None, device: torch.device) -> torch.dtype:
     """The number type of inference for ``--precision auto|float32|bfloat16``.
 
-    ``auto`` takes bfloat16 on CPUs that compute it natively (the networks then run in about 0.55-0.65
-    of the float32 time, see the model cards for the effect on the scores) and float32 elsewhere.
+    ``auto`` takes bfloat16 on CPUs that compute it natively (the completion and dose networks then take
+    about half their float32 time; the model cards give the effect on the scores) and float32 elsewhere,
+    GPUs included (fast enough in float32).
     """
     spec = (spec or "auto").strip().lower()
     if spec not in PRECISIONS:

@@ -123,7 +123,7 @@ def validate(model: JointNet, cases: list[CachedCase], seed: int = 1234) -> dict
     for i, case in enumerate(cases):
         everything = list(range(len(case.names)))
         scribbles, background = simulate_for(case, everything, np.random.default_rng(seed + i), **EVAL_SCRIBBLES)
-        probs = predict_probabilities(model.scm, case.image, scribbles, background, case.spacing_kji)
+        probs = predict_probabilities(model.scm, case.image, scribbles, background, case.spacing_kji, precision="float32")
         masks = masks_from_probabilities(probs, scribbles, background, competing_structures(case.names, scribbles))
         dices += [dice(masks[k], case.masks[k]) for k in everything]
         channels, highest = channels_from_masks(case, {name: masks[k] for k, name in enumerate(case.names)})

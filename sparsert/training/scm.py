@@ -60,7 +60,7 @@ class SCMTrainConfig:
     val_cases: int = 6
     threads: int = 2
     workers: int = 1
-    mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
+    mixed_precision: bool = True  # bf16 autocast where the device computes bf16 natively (GPU or CPU)
     init: str | None = None  # start from trained weights (registry name or model file); a head they lack starts at zero
     model: SCMConfig = field(default_factory=SCMConfig)
     losses: LossWeights = field(default_factory=LossWeights)
@@ -201,7 +201,7 @@ def validate(net: SCMNet, cases: list[CachedCase], seed: int = 1234) -> dict:
         rng = np.random.default_rng(seed + i)
         keep = list(range(len(case.names)))
         scribbles, background = simulate_for(case, keep, rng, **EVAL_SCRIBBLES)
-        probs = predict_probabilities(net, case.image, scribbles, background, case.spacing_kji)
+        probs = predict_probabilities(net, case.image, scribbles, background, case.spacing_kji, precision="float32")
         competitors = competing_structures([case.names[k] for k in keep], scribbles)
         masks = masks_from_probabilities(probs, scribbles, background, competitors)
         for k in keep:
