@@ -33,10 +33,8 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 in hardware: a GPU that supports it, or a CPU with AVX512-BF16
-    or AMX (other CPUs emulate it, slower than float32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    """Whether ``device`` is a CPU that computes bfloat16 in hardware (AVX512-BF16 or AMX); other CPUs
+    emulate it, slower than float32."""
     if device.type != "cpu":
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -54,7 +52,7 @@ def resolve_precision(spec: str | None, device: torch.device) -> torch.dtype:
     if spec not in PRECISIONS:
         raise InputError(f"unknown precision '{spec}': use {', '.join(PRECISIONS)}")
     if spec == "auto":
-        return torch.bfloat16 if device.type == "cpu" and native_bfloat16(device) else torch.float32
+        return torch.bfloat16 if native_bfloat16(device) else torch.float32
     return torch.bfloat16 if spec == "bfloat16" else torch.float32
 
 

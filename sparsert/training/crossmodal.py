@@ -92,7 +92,7 @@ class CrossModalTrainConfig:
     checkpoint_every: int = 50
     log_every: int = 10
     threads: int = 2
-    mixed_precision: bool = True  # bf16 autocast where the device computes bf16 natively (GPU or CPU)
+    mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
     model: CmFNetConfig = field(default_factory=CmFNetConfig)
     preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
     scribbles: ScribbleConfig = field(default_factory=ScribbleConfig)

@@ -7,7 +7,7 @@ and costs nothing. The trainers take everything that depends on the rank from th
 - :func:`setup` joins the process group: NCCL on GPUs (one per LOCAL_RANK), Gloo on the CPU;
 - :func:`seed_process` and :func:`sample_order` give each rank its own randomness and its own share of
   the training cases (torch's DistributedSampler);
-- :func:`wrap` puts the model and its losses under DistributedDataParallel, with bf16 autocast where the device computes it natively;
+- :func:`wrap` puts the model and its losses under DistributedDataParallel, with bf16 autocast on GPUs;
 - only rank 0 validates and writes the run folder (:class:`~sparsert.training.run.RunFolder` asks
   :func:`is_main`); the other ranks meanwhile wait in the next step's gradient all-reduce;
 - :func:`finish` checks that the replicas ended equal and hands every rank rank 0's result.
@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from sparsert.device import native_bfloat16, resolve_device
+from sparsert.device import resolve_device
 
 T = TypeVar("T")
 
@@ -144,14 +144,14 @@ class Objective(nn.Module):
     calls per step (the SCM's encoder and per-structure decoder).
     """
 
-    def __init__(self, model: nn.Module, losses: Callable[..., Any], autocast: str | None) -> None:
+    def __init__(self, model: nn.Module, losses: Callable[..., Any], autocast: bool) -> None:
         super().__init__()
         self.model = model
         self.losses = losses
-        self.autocast = autocast  # the device type to autocast on, None: float32
+        self.autocast = autocast
 
     def forward(self, *inputs: Any, **options: Any) -> Any:
-        with torch.autocast(self.autocast, dtype=torch.bfloat16) if self.autocast else nullcontext():
+        with torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else nullcontext():
             return self.losses(self.model, *inputs, **options)
 
 
@@ -163,11 +163,12 @@ def wrap(
 
     Under torchrun it is wrapped in DDP, which copies rank 0's weights to every rank now and averages
     the gradients over the ranks in each ``backward()``. ``mixed_precision``: bf16 autocast of the
-    step where the device computes bf16 natively (GPUs that support it, CPUs with AVX512-BF16 or AMX;
-    bf16 needs no loss scaling); float32 elsewhere.
+    step on GPUs that support it (bf16 needs no loss scaling); never on the CPU, where it would halve the
+    step time on CPUs with AVX512-BF16 but the bf16 weight gradient of a 3D convolution over an input two
+    voxels deep comes out wrong (torch 2.13, oneDNN), as can happen at a U-Net's deepest level.
     ``find_unused_parameters``: the losses leave some parameters without a gradient in some steps.
     """
-    autocast = device.type if mixed_precision and native_bfloat16(device) else None
+    autocast = mixed_precision and device.type == "cuda" and torch.cuda.is_bf16_supported()
     objective = Objective(model, losses, autocast)
     if world_size() == 1:
         return objective

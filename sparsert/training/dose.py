@@ -54,7 +54,7 @@ class DoseTrainConfig:
     log_every: int = 10
     val_cases: int = 6
     threads: int = 2
-    mixed_precision: bool = True  # bf16 autocast where the device computes bf16 natively (GPU or CPU)
+    mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
     model: DoseNetConfig = field(default_factory=DoseNetConfig)
 
 

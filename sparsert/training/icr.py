@@ -84,7 +84,7 @@ class ICRTrainConfig:
     checkpoint_every: int = 50
     log_every: int = 10
     threads: int = 2
-    mixed_precision: bool = True  # bf16 autocast where the device computes bf16 natively (GPU or CPU)
+    mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
     network: ICRNetConfig = field(default_factory=ICRNetConfig)
     data: ICRDataConfig = field(default_factory=ICRDataConfig)
 

@@ -60,7 +60,7 @@ class SCMTrainConfig:
     val_cases: int = 6
     threads: int = 2
     workers: int = 1
-    mixed_precision: bool = True  # bf16 autocast where the device computes bf16 natively (GPU or CPU)
+    mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
     init: str | None = None  # start from trained weights (registry name or model file); a head they lack starts at zero
     model: SCMConfig = field(default_factory=SCMConfig)
     losses: LossWeights = field(default_factory=LossWeights)
