@@ -54,6 +54,12 @@ def test_replicas_stay_equal_and_the_same_seed_trains_the_same_weights(tiny_open
     assert all(torch.equal(first["model"][name], second["model"][name]) for name in first["model"])
 
 
+def test_a_failing_rank_ends_the_run_instead_of_leaving_its_peers_waiting(tmp_path):
+    done = torchrun(str(HERE / "distributed_failing_worker.py"))
+    assert done.returncode != 0
+    assert "rank 0 failed on purpose" in done.stderr
+
+
 def test_torchrun_smoke_run_of_the_readme(tiny_openkbp, cache, tmp_path):
     done = torchrun("-m", "sparsert", "train", "dose", "--data", str(tiny_openkbp), "--max-cases", "2", "--epochs", "1",
                     "--out", str(tmp_path / "run"), "--device", "cpu", "--cache", str(cache), *TINY_NET, "--set", "threads=1")

@@ -71,7 +71,9 @@ def add_run_options(parser: argparse.ArgumentParser, set_example: str) -> None:
 def in_process_group(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``run`` in torchrun's process group when started by torchrun (a no-op otherwise), left at the end;
     ``args.device`` becomes this process's device. A torchrun worker that finished ends there and then
-    (:func:`~sparsert.training.distributed.exit_process`); errors still reach the command's handler."""
+    (:func:`~sparsert.training.distributed.exit_process`); errors still reach the command's handler, and
+    a worker that fails leaves the group at once, so that torchrun stops its peers rather than leaving
+    them waiting in a collective the failed rank never reaches."""
 
     @functools.wraps(run)
     def joined(args: argparse.Namespace) -> int:
@@ -80,8 +82,10 @@ def in_process_group(run: Callable[[argparse.Namespace], int]) -> Callable[[argp
         args.device = distributed.setup(args.device)
         try:
             code = run(args)
-        finally:
-            distributed.cleanup()
+        except BaseException:
+            distributed.abandon()
+            raise
+        distributed.cleanup()
         if distributed.world_size() > 1:
             distributed.exit_process(code)
         return code

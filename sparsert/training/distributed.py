@@ -79,6 +79,13 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def abandon() -> None:
+    """Leave the process group without waiting for the other ranks (after an error on this one: they
+    may be waiting in a collective it will never reach)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def exit_process(code: int) -> NoReturn:
     """End this torchrun worker now with ``code``, its output flushed, without the interpreter's teardown.
 
