@@ -56,7 +56,7 @@ def resolve_precision(spec: str | None, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if spec == "bfloat16" else torch.float32
 
 
-def inference_autocast(net: torch.nn.Module, precision: str | None):
+def inference_autocast(net: torch.nn.Module, precision: str | None) -> torch.autocast:
     """A context running ``net``'s operators that benefit from it in the resolved precision
     (torch autocast; float32 stays untouched)."""
     device = next(net.parameters()).device

@@ -23,6 +23,7 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    # The choices of sparsert.device.PRECISIONS, written out so that --help needs no torch.
     parser.add_argument(
         "--precision", choices=("auto", "float32", "bfloat16"), default="auto",
         help="number type of the networks: auto (bfloat16 on CPUs that compute it natively, else float32; default)",
