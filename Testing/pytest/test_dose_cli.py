@@ -133,6 +133,33 @@ def test_the_scribble_baseline_sees_scribbles_inside_the_structures(tiny_dose_ru
     assert not ((sparse[structure] > 0) & (dense[structure] == 0)).any()  # scribbles lie inside their structures
 
 
+def test_the_cascade_dose_stage_is_trained_on_completed_structures(tiny_dose_run, tmp_path):
+    from sparsert.completion.scm import load_scm
+    from sparsert.dose.inputs import ORGAN_CHANNELS, TARGET_CHANNEL
+    from sparsert.metrics.segmentation import dice
+    from sparsert.training.cache import load_cached
+    from sparsert.training.dose import case_channels
+
+    run, args = tiny_dose_run
+    case = load_cached(sorted((run.parent / "cache").glob("*/*.npz"))[0])
+    dense, highest = case_channels(case, "mask")
+    scribbled, _ = case_channels(case, "scribble")
+    completed, same = case_channels(case, "completed", completion=load_scm("scm"))
+    structure = slice(TARGET_CHANNEL, ORGAN_CHANNELS.stop)
+    drawn, filled, truth = scribbled[structure] > 0, completed[structure] > 0, dense[structure] > 0
+    assert same == highest and np.array_equal(completed[:TARGET_CHANNEL], dense[:TARGET_CHANNEL])
+    # The same scribbles (the evaluation's setting, seed 0), completed: every scribble kept, far more voxels.
+    assert not (drawn & ~filled).any() and filled.sum() > 3 * drawn.sum()
+    assert dice(filled, truth) > 0.5 and not np.array_equal(filled, truth)
+    with pytest.raises(ValueError, match="needs the completion network"):
+        case_channels(case, "completed")
+
+    trained = tmp_path / "completed-run"
+    train = [a if a != str(run) else str(trained) for a in args]
+    assert main(train + ["--steps", "1", "--set", "prompt=completed"]) == 0
+    assert load_dose_checkpoint(trained / "best.pt").prompt == "completed"
+
+
 def test_the_scribble_baseline_is_given_scribbles_as_drawn(tiny_dose_run, tiny_openkbp, tmp_path, capsys):
     _, args = tiny_dose_run
     run = tmp_path / "scribble-run"

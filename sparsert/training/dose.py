@@ -6,7 +6,10 @@ possible-dose mask plus the ranking term max(0, mean D_OAR - mean D_PTV). Valida
 whole cases and scores them on the CT grid with the OpenKBP dose error.
 
 ``prompt="scribble"`` trains the scribbles-instead-of-masks baseline: the structure channels hold
-simulated scribbles rather than the dense masks.
+simulated scribbles rather than the dense masks. ``prompt="completed"`` trains the dose stage of the
+scribble-guided cascade: the structure channels hold what the completion network (``completion_model``)
+makes of simulated scribbles, once per case, so the dose network learns the completion's errors it
+will be given at inference (the dense masks' dose stays the target).
 
 Under torchrun each rank draws its own share of the cases (:mod:`sparsert.training.distributed`).
 """
@@ -21,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sparsert.completion.contract import competing_structures
+from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
 from sparsert.config_dicts import unfit_weights
 from sparsert.dose.grid import as_batch, flip_lr, pad_to_shape, to_ct_grid, to_working, working_shape
 from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, TARGET_CHANNEL, automatic_body, checked_roles, structure_channels
@@ -28,12 +33,15 @@ from sparsert.dose.predict import PAROTIDS, body_statistics, load_dose_model, ne
 from sparsert.losses.dose import dose_losses
 from sparsert.metrics.dose import openkbp_dose_error
 from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
+from sparsert.models.scm import SCMNet
 from sparsert.preprocessing.ct import WIDE_WINDOW_HU
 from sparsert.roles import highest_prescription
+from sparsert.scribbles.simulate import EVAL_SCRIBBLES
 from sparsert.training import distributed
 from sparsert.training.cache import CachedCase, load_cached
 from sparsert.training.optimisation import Optimisation, RunningLosses
 from sparsert.training.run import RunFolder
+from sparsert.training.scm import simulate_for, training_scribble_options
 
 
 @dataclass
@@ -47,7 +55,8 @@ class DoseTrainConfig:
     working_spacing_kji: tuple[float, float, float] = (5.0, 7.8125, 7.8125)
     rank_weight: float = 1.0
     flip_p: float = 0.5
-    prompt: str = "mask"  # "mask" or "scribble" (baseline: scribbles in the structure channels)
+    prompt: str = "mask"  # "mask", "scribble" (baseline: scribbles as drawn) or "completed" (scribbles completed)
+    completion_model: str = "scm"  # prompt "completed": the completion network (registry name or model file)
     init: str | None = None  # start from trained weights of the same network (registry name or model file)
     val_every: int = 250
     checkpoint_every: int = 50
@@ -66,19 +75,36 @@ class WorkingCase:
     highest_gy: float
 
 
-def case_channels(case: CachedCase, prompt: str = "mask", rng: np.random.Generator | None = None) -> tuple[np.ndarray, float]:
-    """Input channels of a cached case on its CT grid, and its highest prescription (Gy)."""
-    masks = {name: case.masks[k] for k, name in enumerate(case.names)}
-    if prompt == "scribble":
-        from sparsert.scribbles.simulate import EVAL_SCRIBBLES
-        from sparsert.training.scm import simulate_for, training_scribble_options
+PROMPTS = ("mask", "scribble", "completed")
 
+
+def case_channels(
+    case: CachedCase, prompt: str = "mask", rng: np.random.Generator | None = None, completion: SCMNet | None = None,
+) -> tuple[np.ndarray, float]:
+    """Input channels of a cached case on its CT grid, and its highest prescription (Gy).
+
+    ``rng`` draws training scribbles of varied density and style; without it the scribbles are the
+    evaluation's sparse setting. ``completion`` is the network of ``prompt="completed"``."""
+    masks = {name: case.masks[k] for k, name in enumerate(case.names)}
+    if prompt in ("scribble", "completed"):
         options = training_scribble_options(rng) if rng is not None else EVAL_SCRIBBLES
-        stack, _ = simulate_for(case, list(range(len(case.names))), rng or np.random.default_rng(0), **options)
+        everything = list(range(len(case.names)))
+        stack, background = simulate_for(case, everything, rng or np.random.default_rng(0), **options)
+        if prompt == "completed":
+            if completion is None:
+                raise ValueError("prompt 'completed' needs the completion network")
+            stack = completed_masks(completion, case, stack, background)
         masks = {name: stack[k] for k, name in enumerate(case.names)}
     elif prompt != "mask":
-        raise ValueError(f"prompt must be 'mask' or 'scribble', got {prompt!r}")
+        raise ValueError(f"prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
     return channels_from_masks(case, masks)
+
+
+def completed_masks(net: SCMNet, case: CachedCase, scribbles: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """(K, D, H, W) masks completed from ``scribbles`` of every structure of ``case`` as at inference
+    (thresholded, the overlap rule applied); float32 so that every machine completes alike."""
+    probs = predict_probabilities(net, case.image, scribbles, background, case.spacing_kji, precision="float32")
+    return masks_from_probabilities(probs, scribbles, background, competing_structures(case.names, scribbles))
 
 
 def channels_from_masks(case: CachedCase, masks: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
@@ -88,8 +114,10 @@ def channels_from_masks(case: CachedCase, masks: dict[str, np.ndarray]) -> tuple
     return channels, float(highest_prescription(roles))
 
 
-def working_case(case: CachedCase, config: DoseTrainConfig, rng: np.random.Generator | None = None) -> WorkingCase:
-    channels, highest = case_channels(case, config.prompt, rng)
+def working_case(
+    case: CachedCase, config: DoseTrainConfig, rng: np.random.Generator | None = None, completion: SCMNet | None = None,
+) -> WorkingCase:
+    channels, highest = case_channels(case, config.prompt, rng, completion)
     return to_working_case(case, as_batch(channels), highest, config.working_spacing_kji)
 
 
@@ -132,14 +160,14 @@ def random_crop(
     return pad_to_shape(x, full)[0], padded_y
 
 
-def validate(net: DoseNet, cases: list[CachedCase], config: DoseTrainConfig) -> dict:
-    """Mean OpenKBP dose error (Gy) over whole validation cases, scored on the CT grid."""
+def validate(net: DoseNet, cases: list[tuple[CachedCase, WorkingCase]], config: DoseTrainConfig) -> dict:
+    """Mean OpenKBP dose error (Gy) over whole validation cases (each with its prepared inputs), scored
+    on the CT grid."""
     net.eval()
     errors = {}
     with torch.no_grad():
-        for case in cases:
-            w = working_case(case, config, np.random.default_rng(0) if config.prompt == "scribble" else None)
-            errors[case.case_id] = case_dose_error(net, case, w, config.crop)
+        for case, working in cases:
+            errors[case.case_id] = case_dose_error(net, case, working, config.crop)
     net.train()
     return {"dose_score": float(np.mean(list(errors.values()))), "per_case": errors}
 
@@ -186,14 +214,15 @@ def train_dose(
         step, best = optimisation.restore(state)
     elif config.init:
         load_initial_weights(net, config.init)
-    # The baseline's scribbles are drawn alike on every rank: one training set, whatever the world size.
+    # The scribbles are drawn alike on every rank: one training set, whatever the world size.
     scribble_rng = np.random.default_rng(config.seed)
+    completion = load_scm(config.completion_model) if config.prompt == "completed" else None
     cases, stats = [], []
     for path in train_paths:
         case = load_cached(path)
         if case.dose is None:
             continue
-        cases.append(working_case(case, config, scribble_rng))
+        cases.append(working_case(case, config, scribble_rng, completion))
         stats.append(body_statistics(automatic_body(case.image[0] * WIDE_WINDOW_HU), case.spacing_kji))
         if on_case:
             on_case(case.case_id)
@@ -201,7 +230,9 @@ def train_dose(
         raise ValueError("no training case has a dose")
     domain = training_domain(stats)
     # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
-    val_cases = [load_cached(p) for p in val_paths[: config.val_cases]] if distributed.is_main() else []
+    # Validation inputs are prepared once; from scribbles at the evaluation's sparse setting.
+    val_cases = [(c, working_case(c, config, None, completion)) for c in map(load_cached, val_paths[: config.val_cases])
+                 ] if distributed.is_main() else []
     train_step = distributed.wrap(net, step_losses, device, mixed_precision=config.mixed_precision)
     order = distributed.sample_order(len(cases), config.seed, start=step * config.batch)
     rng = np.random.default_rng([seed, step])  # crops and flips: fresh but reproducible after a resume

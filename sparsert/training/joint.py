@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparsert.completion.contract import competing_structures
-from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
+from sparsert.completion.scm import load_scm
 from sparsert.completion.scm_forward import SCMPass, scm_pass
 from sparsert.dose.grid import as_batch
 from sparsert.dose.inputs import checked_roles, soft_structure_channels
@@ -34,7 +33,9 @@ from sparsert.roles import highest_prescription
 from sparsert.scribbles.simulate import EVAL_SCRIBBLES
 from sparsert.training import distributed
 from sparsert.training.cache import CachedCase, load_cached
-from sparsert.training.dose import DoseTrainConfig, case_dose_error, channels_from_masks, random_crop, to_working_case
+from sparsert.training.dose import (
+    DoseTrainConfig, case_dose_error, channels_from_masks, completed_masks, random_crop, to_working_case,
+)
 from sparsert.training.dose import step_losses as dose_step_losses
 from sparsert.training.optimisation import Optimisation, RunningLosses
 from sparsert.training.run import RunFolder
@@ -123,8 +124,7 @@ def validate(model: JointNet, cases: list[CachedCase], seed: int = 1234) -> dict
     for i, case in enumerate(cases):
         everything = list(range(len(case.names)))
         scribbles, background = simulate_for(case, everything, np.random.default_rng(seed + i), **EVAL_SCRIBBLES)
-        probs = predict_probabilities(model.scm, case.image, scribbles, background, case.spacing_kji, precision="float32")
-        masks = masks_from_probabilities(probs, scribbles, background, competing_structures(case.names, scribbles))
+        masks = completed_masks(model.scm, case, scribbles, background)
         dices += [dice(masks[k], case.masks[k]) for k in everything]
         channels, highest = channels_from_masks(case, {name: masks[k] for k, name in enumerate(case.names)})
         working = to_working_case(case, as_batch(channels), highest, model.working_spacing_kji)
