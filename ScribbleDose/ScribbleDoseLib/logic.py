@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 # The dose scene's modules (slicerio, matplotlib) are imported where used: the module must load in
 # a Slicer whose Python lacks them yet, so that sparsert.dependencies can offer to install them.
 
+# On a structures node made by completeTask: the scribble node's name. The dose of such structures
+# comes from the model trained on completions (dose-scribble), of any other from dose-mask.
+COMPLETED_FROM_ATTRIBUTE = "SparseRT.CompletedFrom"
+
 
 @dataclass
 class CompletionResult:
@@ -56,13 +60,14 @@ class ScribbleDoseSceneLogic:
         self.appLogic = appLogic
 
     def predictDose(
-        self, ctNode, scribblesNode, completionMethod="scm", doseModel="dose-mask", device="cpu"
+        self, ctNode, scribblesNode, completionMethod="scm", doseModel=None, device="cpu"
     ) -> DosePrediction:
         """Complete the scribbles into structures (roles guessed from their names) and predict the
         dose (Gy) on the CT grid, in the calling thread."""
         completion = self.completeTask(ctNode, scribblesNode, completionMethod, device)
-        from sparsert.dose.predict import load_dose_model
+        from sparsert.dose.predict import default_model, load_dose_model
 
+        doseModel = doseModel or default_model("scribble")
         load_dose_model(doseModel, device)  # missing weights are reported before the completion runs
         completed = completion.run()
         doseNode = self.doseTask(ctNode, completed.structuresNode, None, doseModel, device).run()
@@ -98,7 +103,9 @@ class ScribbleDoseSceneLogic:
 
         def finish(structures) -> CompletionResult:
             name = self.scene.GenerateUniqueName(f"{scribblesNode.GetName()}_structures")
-            return CompletionResult(add_segmentation_node(self.scene, structures, name, ctNode), list(structures.warnings))
+            node = add_segmentation_node(self.scene, structures, name, ctNode)
+            node.SetAttribute(COMPLETED_FROM_ATTRIBUTE, scribblesNode.GetName())
+            return CompletionResult(node, list(structures.warnings))
 
         return BackgroundTask(work, finish)
 
@@ -110,13 +117,14 @@ class ScribbleDoseSceneLogic:
         names = [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())]
         return structure_roles(names, roles)
 
-    def doseTask(self, ctNode, structuresNode, roles=None, doseModel="dose-mask", device="cpu"):
+    def doseTask(self, ctNode, structuresNode, roles=None, doseModel=None, device="cpu"):
         """A task predicting the dose (Gy) on the CT grid from dense structures; its result is the new
         dose node ``<CT>_PredictedDose``, which :meth:`showDose` makes a SlicerRT dose and shows.
 
         ``roles`` ({segment name: StructureRole}) override the roles guessed from the names (a
         ``background`` role leaves a segment out); ``doseModel`` is a registered dose model or a
-        checkpoint file. Raises :class:`InputError` for missing inputs or roles the model cannot use
+        checkpoint file, by default ``dose-scribble`` for structures :meth:`completeTask` made and
+        ``dose-mask`` for any other. Raises :class:`InputError` for missing inputs or roles the model cannot use
         (no target, a target without prescription, an organ it does not know), and
         :class:`MissingComponentError` when the model's weights are missing.
         """
@@ -129,13 +137,14 @@ class ScribbleDoseSceneLogic:
         from sparsert.dose.inputs import checked_roles
 
         resolved = checked_roles(structures.names, roles)
+        completed = structuresNode.GetAttribute(COMPLETED_FROM_ATTRIBUTE) is not None
 
         def work(progress):
             # Imported here, not at the top: Slicer imports every scripted module at startup, and this loads PyTorch.
-            from sparsert.dose.predict import load_dose_model, predict_dose
+            from sparsert.dose.predict import default_model, load_dose_model, predict_dose
 
             progress.report("Loading the dose model")
-            model = load_dose_model(doseModel, device)
+            model = load_dose_model(doseModel or default_model("scribble" if completed else "mask"), device)
             progress.report("Predicting the dose")
             return predict_dose(model, ct, structures, roles=resolved)
 

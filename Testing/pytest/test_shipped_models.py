@@ -25,12 +25,14 @@ def test_registered_weights_are_shipped_verified_and_documented(entry):
 
 def test_the_default_models_load():
     from sparsert.completion.scm import load_scm
-    from sparsert.dose.predict import load_dose_model
+    from sparsert.dose.predict import default_model, load_dose_model
 
-    assert {"scm", "dose-mask"} <= {e.name for e in ENTRIES}
+    assert {"scm", "dose-mask", "dose-scribble"} <= {e.name for e in ENTRIES}
     assert not load_scm("scm").training
-    model = load_dose_model("dose-mask")
-    assert not model.net.training and model.window is not None and model.domain
+    for prompt, trained_on in (("mask", "mask"), ("scribble", "completed")):
+        model = load_dose_model(default_model(prompt))
+        assert not model.net.training and model.window is not None and model.domain
+        assert model.prompt == trained_on
 
 
 def test_the_shipped_refinement_model_improves_with_clicks_on_a_held_out_patient(sts_dir, tmp_path):

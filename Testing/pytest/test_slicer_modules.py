@@ -277,6 +277,7 @@ def test_scribble_dose_predicts_and_shows_the_dose_of_the_sample_scribbles(scene
     )
 
     assert prediction.structuresNode.GetName() == "pt_201 scribbles_structures"
+    assert prediction.structuresNode.GetAttribute("SparseRT.CompletedFrom") == "pt_201 scribbles"
     assert prediction.doseNode.GetName() == "pt_201 CT_PredictedDose"
     structures = segmentation_from_node(prediction.structuresNode, ct.geometry)
     assert structures.names == drawn
@@ -306,6 +307,24 @@ def test_scribble_dose_predicts_and_shows_the_dose_of_the_sample_scribbles(scene
     assert {name for _, name in shown.dvh_tables} == set(drawn)
     metrics = headless.scene.GetFirstNodeByName("pt_201 CT_PredictedDose_DvhMetrics")
     assert metrics is shown.metrics_table and metrics.GetNumberOfRows() == len(shown.metrics) > 0
+
+
+def test_scribble_dose_predicts_completed_structures_with_the_model_trained_on_completions(scene_logic, headless):
+    logic = scene_logic("ScribbleDose")
+    ct = read_image(SAMPLE / "ct.nrrd")
+    structures = read_segmentation(SAMPLE / "structures.seg.nrrd")
+    ct_node = add_volume_node(headless.scene, ct, "pt_201 CT")
+    drawn = add_segmentation_node(headless.scene, structures, "drawn", ct_node)
+    completed = add_segmentation_node(headless.scene, structures, "completed", ct_node)
+    completed.SetAttribute("SparseRT.CompletedFrom", "scribbles")  # as completeTask marks its result
+
+    def dose(node, model=None):
+        return volume_from_node(logic.doseTask(ct_node, node, doseModel=model).run()).array
+
+    from_drawn, from_completed = dose(drawn), dose(completed)
+    assert np.allclose(from_drawn, dose(drawn, "dose-mask"), atol=1e-3)
+    assert np.allclose(from_completed, dose(completed, "dose-scribble"), atol=1e-3)
+    assert np.abs(from_drawn - from_completed).max() > 1.0  # two models, the same structures
 
 
 def test_interactive_refine_segments_then_refines_with_undo_and_redo(scene_logic, headless, sts_dir, tmp_path):

@@ -30,7 +30,7 @@ from sparsert.crossmodal.inference import load_checkpoint as load_crossmodal_che
 from sparsert.data.case import Case
 from sparsert.data.datasets import open_dataset
 from sparsert.device import resolve_device
-from sparsert.dose.predict import DEFAULT_MODEL as DOSE_MODEL
+from sparsert.dose.predict import MASK_MODEL, SCRIBBLE_MODEL
 from sparsert.dose.predict import DoseModel, load_dose_checkpoint, predict_dose
 from sparsert.errors import InputError
 from sparsert.evaluation.refine import session_trajectory
@@ -56,7 +56,8 @@ class ModelKind:
 # Model kinds a workload may need (``--model KIND=PATH`` overrides the default name).
 MODEL_KINDS = {
     "scm": ModelKind("completion", SCM_MODEL),
-    "dose": ModelKind("dose", DOSE_MODEL),
+    "dose": ModelKind("dose", MASK_MODEL),
+    "dose-scribble": ModelKind("dose", SCRIBBLE_MODEL),
     "icr": ModelKind("refinement", ICR_MODEL),
     "crossmodal": ModelKind("crossmodal", CROSSMODAL_MODEL),
 }
@@ -133,10 +134,10 @@ class Dose(Workload):
         self.prompt = prompt
         self.name = f"dose-{prompt}"
         self.description = description
-        self.models = ("scm", "dose") if prompt == "scribble" else ("dose",)
+        self.models = ("scm", "dose-scribble") if prompt == "scribble" else ("dose",)
 
     def load(self, job: Job, device: torch.device) -> tuple[DoseModel, Complete | None]:
-        model = load_dose_checkpoint(job.weights["dose"], device)
+        model = load_dose_checkpoint(job.weights[self.models[-1]], device)
         if self.prompt == "mask":
             return model, None
         return model, completer("scm", net=load_scm_checkpoint(job.weights["scm"], device), precision=job.precision)

@@ -11,7 +11,7 @@ from sparsert.io.output import writable
 
 # The names of sparsert.benchmarks.workloads.WORKLOADS and MODEL_KINDS (listed here so that the help
 # needs no torch).
-MODEL_KIND_NAMES = ("scm", "dose", "icr", "crossmodal")
+MODEL_KIND_NAMES = ("scm", "dose", "dose-scribble", "icr", "crossmodal")
 WORKLOAD_NAMES = (
     "completion-scm", "completion-scm-flips", "completion-growcut", "completion-randomwalker", "dose-mask",
     "dose-scribble", "interactive", "crossmodal",

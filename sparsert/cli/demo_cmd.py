@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="sparsert-demo", metavar="DIR", help="output folder (default: sparsert-demo)")
     parser.add_argument("--completion", default="scm", metavar="METHOD", help="scribble completion method (default: scm, the trained model)")
-    parser.add_argument("--dose-model", default="dose-mask", metavar="NAME_OR_PATH", help="dose weights: registry name or .pt file")
+    parser.add_argument("--dose-model", default="dose-scribble", metavar="NAME_OR_PATH",
+                        help="dose weights: registry name or .pt file (default: dose-scribble, trained on completed scribbles)")
     add_device_option(parser)
     parser.set_defaults(run=run)
 

@@ -14,7 +14,8 @@ from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.errors import InputError
 from sparsert.io.output import writable
 
-MODEL_HELP = "dose weights: registry name or .pt file (default: dose-mask)"
+MODEL_HELP = ("dose weights: registry name or .pt file (default: dose-mask for dense structures, dose-scribble "
+              "for scribbles, which it was trained to take completed)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cohort.add_argument("--seed", type=int, default=0, help="scribble simulation seed")
     parser.add_argument("--out", required=True, metavar="DOSE.nrrd|PRED_DIR",
                         help="one case: the dose file (.dcm writes an RTDOSE of a DICOM --ct); a cohort: a folder")
-    parser.add_argument("--model", default="dose-mask", metavar="NAME_OR_PATH", help=MODEL_HELP)
+    parser.add_argument("--model", metavar="NAME_OR_PATH", help=MODEL_HELP)
     parser.add_argument("--completion", default="scm", metavar="METHOD", help="completion method for scribbles (default: scm)")
     parser.add_argument("--completion-model", default="scm", metavar="NAME_OR_PATH", help="scm weights")
     parser.add_argument("--flips", action="store_true", help="average with the left-right mirrored prediction")
@@ -70,7 +71,7 @@ def _completer(args: argparse.Namespace):
 
 
 def run_case(args: argparse.Namespace) -> int:
-    from sparsert.dose.predict import load_dose_model, predict_dose, takes_scribbles
+    from sparsert.dose.predict import default_model, load_dose_model, predict_dose, takes_scribbles
     from sparsert.io.dose_io import write_dose
     from sparsert.io.segmentation_io import read_structures, write_structures
     from sparsert.io.volume import read_image
@@ -85,7 +86,7 @@ def run_case(args: argparse.Namespace) -> int:
     dicom_ct = args.ct if Path(args.ct).is_dir() else None
     body = read_image(args.body) if args.body else None
     roles = read_roles(args.roles) if args.roles else None
-    model = load_dose_model(args.model, args.device)
+    model = load_dose_model(args.model or default_model("scribble" if args.scribbles else "mask"), args.device)
     start = time.perf_counter()
     as_drawn = takes_scribbles(model, "scribble" if args.scribbles else "mask")
     if args.scribbles:
@@ -112,12 +113,14 @@ def run_cohort(args: argparse.Namespace) -> int:
     from sparsert import cohort
     from sparsert.data.datasets import open_dataset
     from sparsert.dose.cohort import DoseCohort
+    from sparsert.dose.predict import default_model
 
     dataset = open_dataset(args.data)
     job = DoseCohort(dataset, Path(args.out), model=args.model, device=cohort.rank_device(args.device),
                      prompt=args.prompt, completion=args.completion, completion_model=args.completion_model,
                      seed=args.seed, flips=args.flips, precision=args.precision, overwrite=args.overwrite)
     results = cohort.run(job, dataset.case_ids()[: args.max_cases], args.workers, ProgressCallback("predicting"))
-    info = {"data": str(dataset.root), "prompt": args.prompt, "model": args.model, "completion": args.completion,
+    info = {"data": str(dataset.root), "prompt": args.prompt, "model": job.model or default_model(args.prompt),
+            "completion": args.completion,
             "flips": args.flips, "precision": args.precision}
     return cohort.write_summary(results, job, "predictions.json", info)

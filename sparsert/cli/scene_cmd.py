@@ -52,7 +52,8 @@ def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, metavar="scene.mrb", help="scene bundle to write")
     parser.add_argument("--snapshots", metavar="DIR", help="write axial/coronal/sagittal.png and dvh.png here")
-    parser.add_argument("--model", default="dose-mask", metavar="NAME_OR_PATH", help="dose weights for a predicted dose")
+    parser.add_argument("--model", metavar="NAME_OR_PATH", help="dose weights for a predicted dose (default: dose-mask "
+                        "from --structures, dose-scribble from --scribbles)")
     parser.add_argument("--completion", default="scm", metavar="METHOD", help="completion method for --scribbles (default: scm)")
     add_device_option(parser)
     add_overwrite_option(parser)
@@ -66,13 +67,13 @@ def prepare_inputs(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
             raise InputError("--dose goes with --structures; from --scribbles the dose is predicted")
         return args.structures, args.dose
     from sparsert.completion import completer
-    from sparsert.dose.predict import load_dose_model, predict_dose
+    from sparsert.dose.predict import default_model, load_dose_model, predict_dose
     from sparsert.io.dose_io import write_dose
     from sparsert.io.segmentation_io import read_structures, write_segmentation
     from sparsert.io.volume import read_image
 
     ct = read_image(args.ct)
-    model = load_dose_model(args.model, args.device)
+    model = load_dose_model(args.model or default_model("scribble" if args.scribbles else "mask"), args.device)
     if args.scribbles is not None:
         structures = completer(args.completion, device=args.device)(ct, read_structures(args.scribbles, ct.geometry))
     else:

@@ -17,7 +17,7 @@ from sparsert.completion.cohort import (
 )
 from sparsert.data.datasets import Dataset
 from sparsert.data.openkbp_csv import is_challenge_grid, write_openkbp_prediction
-from sparsert.dose.predict import DEFAULT_MODEL, DoseModel, load_dose_model, predict_dose, takes_scribbles
+from sparsert.dose.predict import DoseModel, default_model, load_dose_model, predict_dose, takes_scribbles
 from sparsert.errors import InputError
 from sparsert.io.dose_io import write_dose
 
@@ -32,7 +32,7 @@ class DoseCohort:
 
     dataset: Dataset
     out_dir: Path
-    model: str = DEFAULT_MODEL
+    model: str | None = None  # registry name or model file; None: the default model of the prompt
     device: str = "cpu"
     prompt: str = "mask"
     completion: str = "scm"
@@ -50,7 +50,7 @@ class DoseCohort:
         return [self.out_dir / f"{output_stem(case_id)}.nrrd"]
 
     def load(self) -> CaseFunction:
-        model = load_dose_model(self.model, self.device)
+        model = load_dose_model(self.model or default_model(self.prompt), self.device)
         complete = None
         as_drawn = takes_scribbles(model, self.prompt)
         if self.prompt == "scribble" and not as_drawn:

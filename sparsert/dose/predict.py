@@ -20,7 +20,9 @@ from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
 from sparsert.models.registry import resolve_weights
 from sparsert.roles import StructureRole
 
-DEFAULT_MODEL = "dose-mask"
+# The registered models: one trained on dense structures, one on structures completed from scribbles.
+MASK_MODEL = "dose-mask"
+SCRIBBLE_MODEL = "dose-scribble"
 PAROTIDS = (ORGANS.index("RightParotid"), ORGANS.index("LeftParotid"))
 # How far outside the training cases' range a case may lie before it is refused as out of domain.
 DOMAIN_MARGIN = 1.5
@@ -34,12 +36,19 @@ class DoseModel:
     domain: dict[str, list[float]] = field(default_factory=dict)
     window: tuple[int, int, int] | None = None  # the training crop: inference runs in such windows
     source: str = ""
-    # "mask": dense structures (scribbles are completed first); "scribble": the baseline trained on
+    # What it was trained on: "mask" dense structures, "completed" structures completed from scribbles
+    # (both given structures; scribbles are completed first), "scribble" the baseline trained on
     # scribbles in the structure channels, which takes them as drawn.
     prompt: str = "mask"
 
 
-def load_dose_model(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> DoseModel:
+def default_model(prompt: str) -> str:
+    """The registered dose model for dense structures (``prompt="mask"``) or for scribbles, completed
+    into structures first (``"scribble"``): the latter was trained on such completions."""
+    return SCRIBBLE_MODEL if prompt == "scribble" else MASK_MODEL
+
+
+def load_dose_model(name_or_path: str = MASK_MODEL, device: str | torch.device = "cpu") -> DoseModel:
     """A dose model with trained weights (registry name or checkpoint path), in eval mode."""
     path, _ = resolve_weights(name_or_path, task="dose")
     return load_dose_checkpoint(path, device)
