@@ -120,7 +120,6 @@ def run_cohort(args: argparse.Namespace) -> int:
                      prompt=args.prompt, completion=args.completion, completion_model=args.completion_model,
                      seed=args.seed, flips=args.flips, precision=args.precision, overwrite=args.overwrite)
     results = cohort.run(job, dataset.case_ids()[: args.max_cases], args.workers, ProgressCallback("predicting"))
-    info = {"data": str(dataset.root), "prompt": args.prompt, "model": job.model or default_model(args.prompt),
-            "completion": args.completion,
-            "flips": args.flips, "precision": args.precision}
+    info = {"data": str(dataset.root), "prompt": args.prompt, "model": args.model or default_model(args.prompt),
+            "completion": args.completion, "flips": args.flips, "precision": args.precision}
     return cohort.write_summary(results, job, "predictions.json", info)
