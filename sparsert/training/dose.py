@@ -231,8 +231,10 @@ def train_dose(
     domain = training_domain(stats)
     # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
     # Validation inputs are prepared once; from scribbles at the evaluation's sparse setting.
-    val_cases = [(c, working_case(c, config, None, completion)) for c in map(load_cached, val_paths[: config.val_cases])
-                 ] if distributed.is_main() else []
+    val_cases = []
+    if distributed.is_main():
+        val_cases = [(case, working_case(case, config, None, completion))
+                     for case in map(load_cached, val_paths[: config.val_cases])]
     train_step = distributed.wrap(net, step_losses, device, mixed_precision=config.mixed_precision)
     order = distributed.sample_order(len(cases), config.seed, start=step * config.batch)
     rng = np.random.default_rng([seed, step])  # crops and flips: fresh but reproducible after a resume
