@@ -22,13 +22,15 @@ from sparsert.io.segmentation_io import write_segmentation
 from sparsert.training.config import load_config
 from sparsert.training.crossmodal import (
     CrossModalTrainConfig,
+    PatchSampler,
     ScribbleConfig,
+    TrainingCase,
     case_scribbles,
     check_config,
     train_crossmodal,
     variant_settings,
 )
-from sparsert.training.crossmodal_cache import cached_cases, load_case, preprocess_case
+from sparsert.training.crossmodal_cache import CrossModalCase, cached_cases, load_case, preprocess_case
 from sparsert.training.run import RunFolder
 
 CASES = ("STS_025", "STS_008", "STS_024")  # the three smallest
@@ -114,6 +116,56 @@ def test_ct_only_variant(cached, data_dir, tmp_path):
     case = load_case(paths[0])
     assert np.array_equal(case.mr, case.ct)
     assert train_crossmodal(paths[:2], paths[2:], RunFolder(tmp_path / "run"), config, device="cpu")["step"] == 2
+
+
+def test_augmented_patches_keep_scribbles_on_the_tumour(cached):
+    case = case_scribbles(load_case(cached[0]), ScribbleConfig(), np.random.default_rng(0))
+    config = load_config(CrossModalTrainConfig, None, {**TINY, "foreground_p": 1.0, "augment.affine": True})
+    sampler = PatchSampler([case], config, iter([0] * 30), np.random.default_rng(1))
+    moved = 0
+    for _ in range(30):
+        patch = sampler.sample()
+        assert all(patch[k].shape == (16, 32, 32) for k in patch)
+        assert all(patch[k].dtype == bool for k in PatchSampler.MASKS)
+        # Masks move with the image: scribbles stay inside the (moved) tumour and off each other.
+        assert not (patch["foreground"] & ~patch["mask"]).any()
+        assert not (patch["foreground"] & patch["background"]).any()
+        # Voxels brought in from beyond the patch are outside: no scribble there, no CRF term.
+        outside = ~patch["inside"]
+        # Unmoved, the inside is a box (the crop, padded at one end where it met the volume's edge).
+        k, j, i = (patch["inside"].any(axis=axes) for axes in ((1, 2), (0, 2), (0, 1)))
+        moved += not np.array_equal(patch["inside"], k[:, None, None] & j[None, :, None] & i[None, None, :])
+        assert not patch["foreground"][outside].any() and not patch["background"][outside].any()
+    assert 5 <= moved <= 25  # half the patches are transformed
+
+
+def test_intensity_augmentation_scales_and_shifts_each_modality():
+    config = load_config(CrossModalTrainConfig, None, {**TINY, "foreground_p": 0.0})
+    shape = (16, 32, 32)
+    ramp = np.linspace(0, 1, np.prod(shape), dtype=np.float32).reshape(shape)
+    case = CrossModalCase("x", ramp, 2 * ramp, *(np.ones(shape, bool),) * 3, None)
+    item = TrainingCase(case, np.zeros(shape, bool), np.zeros(shape, bool))
+    changed = {"ct": 0, "mr": 0}
+    for seed in range(20):
+        plain = PatchSampler([item], config, iter([0]), np.random.default_rng(seed)).sample()
+        config.augment.intensity = True
+        augmented = PatchSampler([item], config, iter([0]), np.random.default_rng(seed)).sample()
+        config.augment.intensity = False
+        for name in changed:
+            scale, shift = np.polyfit(plain[name].ravel(), augmented[name].ravel(), 1)
+            assert abs(scale - 1) <= 0.1 + 1e-4 and abs(shift) <= 0.1 + 1e-4
+            changed[name] += not np.allclose(plain[name], augmented[name])
+    assert all(10 <= n <= 19 for n in changed.values())  # three times in four on average
+
+
+def test_weight_average_is_what_is_kept(cached, tmp_path):
+    config = load_config(CrossModalTrainConfig, None, {**TINY, "weight_average": 0.5})
+    run = RunFolder(tmp_path / "ema")
+    train_crossmodal(cached[:2], cached[2:], run, config, device="cpu")
+    kept = torch.load(run.best_path, weights_only=True)["model"]
+    checkpoint = torch.load(run.path / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(kept[k], v) for k, v in checkpoint["average"].items())
+    assert any(not torch.equal(kept[k], v) for k, v in checkpoint["model"].items() if v.is_floating_point())
 
 
 @pytest.mark.parametrize(

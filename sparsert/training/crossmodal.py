@@ -77,6 +77,14 @@ class LossConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Patch augmentation beyond the random flips (off in the v1 recipe)."""
+
+    intensity: bool = False  # each modality scaled by 1 +- 0.1 and shifted by +- 0.1, each half the time
+    affine: bool = False  # rotation (+- 15 degrees about the axial axis, +- 6 about the others) and scaling +- 10 %, half the time
+
+
+@dataclass
 class CrossModalTrainConfig:
     variant: str = "cmfnet"
     steps: int = 6000
@@ -93,6 +101,9 @@ class CrossModalTrainConfig:
     log_every: int = 10
     threads: int = 2
     mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
+    # > 0: decay of an exponential moving average of the weights, which is validated and kept instead
+    weight_average: float = 0.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: CmFNetConfig = field(default_factory=CmFNetConfig)
     preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
     scribbles: ScribbleConfig = field(default_factory=ScribbleConfig)
@@ -210,7 +221,10 @@ def splat(mask: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:
 
 class PatchSampler:
     """Random training patches of the cases in the order ``order`` (a tumour-scribble centre with
-    probability ``foreground_p``), flipped at random."""
+    probability ``foreground_p``), flipped at random and augmented as ``config.augment`` says."""
+
+    IMAGES = ("ct", "mr")
+    MASKS = ("mr_valid", "mask", "foreground", "background", "inside")
 
     def __init__(
         self, cases: list[TrainingCase], config: CrossModalTrainConfig, order: Iterator[int], rng: np.random.Generator,
@@ -219,7 +233,9 @@ class PatchSampler:
         self.order = order
         self.patch = tuple(config.patch)
         self.foreground_p = config.foreground_p
+        self.augment = config.augment
         self.rng = rng
+        self.affine = patch_affine(int(rng.integers(2**31))) if config.augment.affine else None
 
     def sample(self) -> dict[str, np.ndarray]:
         item = self.cases[next(self.order)]
@@ -246,11 +262,40 @@ class PatchSampler:
             pad = [(0, p - s) for p, s in zip(self.patch, crop.shape)]
             crop = np.pad(crop, pad)
             out[name] = np.flip(crop, flips).copy() if flips else crop
+        if self.affine is not None:
+            out = self.transformed(out)
+        if self.augment.intensity:
+            for name in self.IMAGES:
+                if self.rng.random() < 0.5:
+                    out[name] = out[name] * np.float32(1 + self.rng.uniform(-0.1, 0.1))
+                if self.rng.random() < 0.5:
+                    out[name] = out[name] + np.float32(self.rng.uniform(-0.1, 0.1))
         return out
+
+    def transformed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``arrays`` through one random affine transform: images linearly, masks by nearest voxel
+        (a scribble stays a scribble; voxels brought in from outside the patch count as outside)."""
+        images = np.stack([arrays[n] for n in self.IMAGES]).astype(np.float32)
+        masks = np.stack([arrays[n] for n in self.MASKS]).astype(np.float32)
+        moved = self.affine({"images": images, "masks": masks})
+        images, masks = np.asarray(moved["images"]), np.asarray(moved["masks"]) >= 0.5
+        return {**dict(zip(self.IMAGES, images)), **dict(zip(self.MASKS, masks))}
 
     def batch(self, size: int, device: torch.device) -> dict[str, torch.Tensor]:
         samples = [self.sample() for _ in range(size)]
         return {k: torch.from_numpy(np.stack([s[k] for s in samples])[:, None]).float().to(device) for k in samples[0]}
+
+
+def patch_affine(seed: int):
+    """MONAI's random affine on ``images`` (bilinear) and ``masks`` (nearest), zero outside."""
+    from monai.transforms import RandAffined
+
+    transform = RandAffined(
+        ["images", "masks"], prob=0.5, rotate_range=(0.26, 0.1, 0.1), scale_range=(0.1, 0.1, 0.1),
+        mode=("bilinear", "nearest"), padding_mode="zeros",
+    )
+    transform.set_random_state(seed=seed)
+    return lambda data: {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in transform(data).items()}
 
 
 def step_losses(net, batch: dict[str, torch.Tensor], config: CrossModalTrainConfig, spacing_kji) -> dict[str, torch.Tensor]:
@@ -322,7 +367,7 @@ def train_crossmodal(
     # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
     val_cases = [load_case(p) for p in val_paths] if distributed.is_main() else []
     net = build_network(config.model).to(device)
-    optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps)
+    optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps, average_decay=config.weight_average)
     step = 0
     state = run.load_checkpoint() if resume else None
     if state is not None:
@@ -351,9 +396,10 @@ def train_crossmodal(
         if step % config.log_every == 0 or step == config.steps:
             run.log(step, lr=optimisation.lr, **running.flush())
         if distributed.is_main() and (step % config.val_every == 0 or step == config.steps):
-            result = validate(net, val_cases)
+            kept = optimisation.result_model()
+            result = validate(kept, val_cases)
             run.log(step, **{f"val_{k}": v for k, v in result.items()})
-            run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step, "val": result})
+            run.save_best(kept.state_dict(), config.model.to_dict(), {**metadata, "step": step, "val": result})
         if step % config.checkpoint_every == 0 or step == config.steps:
             run.save_checkpoint(optimisation.state(step))
     return distributed.finish(net, {"step": step, "val_mean_dice": result.get("mean_dice")})
