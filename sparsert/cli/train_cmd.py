@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_cached_training(models, "dose", "the dose network (mask-guided, or the scribbles-instead-of-masks baseline)",
                         "cases with structures, dose and possible-dose mask",
                         "--set model.backbone=unet --set model.modulation=false --set prompt=scribble", run_dose)
+    add_cached_training(models, "dose-refiner", "a full-resolution refinement head on a trained dose model (its weights "
+                        "fixed); the result is a dose model file", "cases with structures, dose and possible-dose mask",
+                        "--set base=dose-scribble --set prompt=completed", run_dose_refiner)
     add_cached_training(models, "joint", "the scribble-guided dose model: completion and dose networks trained end to end "
                         "from scribbles (starting from trained weights)", "cases with structures, dose and possible-dose mask",
                         "--set scm_init=RUN/best.pt --set dose_init=dose-mask --set completion_weight=0", run_joint)
@@ -189,6 +192,22 @@ def run_dose(args: argparse.Namespace) -> int:
     say(f"training dose ({config.model.backbone}, {config.prompt}) on {len(train_paths)} case(s), validating on "
         f"{len(val_paths)}; run folder {run.path}", file=sys.stderr)
     result = train_dose(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
+    say(f"finished at step {result['step']}; best validation dose score {result['best_dose_score']:.3f} Gy; model {run.best_path}")
+    return 0
+
+
+def run_dose_refiner(args: argparse.Namespace) -> int:
+    from sparsert.training.config import load_config
+    from sparsert.training.dose_refiner import RefinerTrainConfig, check_config, train_dose_refiner
+
+    config = load_config(RefinerTrainConfig, args.config, {"steps": args.steps, "seed": args.seed, **parse_settings(args.set)})
+    check_config(config)
+    run = open_run(args.out, args.resume)
+    train_paths, val_paths = cached_split(args, config.val_cases)
+    steps_from_epochs(args, config, len(train_paths), config.batch)
+    say(f"training a dose refiner on {config.base} ({config.prompt}) on {len(train_paths)} case(s), validating on "
+        f"{len(val_paths)}; run folder {run.path}", file=sys.stderr)
+    result = train_dose_refiner(train_paths, val_paths, run, config, resume=args.resume, device=args.device)
     say(f"finished at step {result['step']}; best validation dose score {result['best_dose_score']:.3f} Gy; model {run.best_path}")
     return 0
 

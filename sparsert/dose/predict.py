@@ -16,7 +16,7 @@ from sparsert.dose.inputs import ORGAN_CHANNELS, ORGANS, DoseInputs, dose_inputs
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.volume import Volume
-from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
+from sparsert.models.dose_rmt import DoseNet, DoseNetConfig, DoseRefiner
 from sparsert.models.registry import resolve_weights
 from sparsert.roles import StructureRole
 
@@ -135,6 +135,31 @@ def network_dose(net: DoseNet, channels: torch.Tensor, window: Sequence[int] | N
     return whole
 
 
+def ct_grid_dose(model: DoseModel, channels: torch.Tensor, spacing_kji, flips: bool = False) -> torch.Tensor:
+    """Dose / highest prescription (1, 1, *shape), float32, on the CT grid from (1, C, *shape) channels on
+    it: the network's working-grid dose brought back, then refined at full resolution when the
+    model has a refiner."""
+    shape = channels.shape[2:]
+    x = to_working(channels, working_shape(shape, spacing_kji, model.working_spacing_kji))
+    dose = to_ct_grid(network_dose(model.net, x, model.window, flips).float(), shape)
+    if model.net.refiner is not None:
+        dose = refined_dose(model.net.refiner, channels, dose)
+    return dose
+
+
+def refined_dose(refiner: DoseRefiner, channels: torch.Tensor, dose: torch.Tensor) -> torch.Tensor:
+    """``dose`` (1, 1, *shape) corrected by ``refiner`` inside the body's bounding box (grown by the
+    refiner's reach, so that the box's edge does not change the result there); unchanged outside."""
+    box = (slice(None), slice(None)) + grown(body_box(channels, (1, 1, 1)), refiner.reach, channels.shape[2:])
+    out = dose.clone()
+    out[box] = refiner(channels[box], dose[box])
+    return out
+
+
+def grown(box: tuple[slice, ...], margin: int, shape: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box, shape))
+
+
 @torch.no_grad()
 def predict_from_inputs(
     model: DoseModel, inputs: DoseInputs, spacing_kji, flips: bool = False, precision: str = "auto"
@@ -142,11 +167,9 @@ def predict_from_inputs(
     """Dose (Gy) on the CT grid from prepared inputs; zero outside the possible-dose mask.
     ``precision``: the network's number type (:func:`sparsert.device.resolve_precision`)."""
     device = next(model.net.parameters()).device
-    shape = inputs.body.shape
-    x = to_working(as_batch(inputs.channels).to(device), working_shape(shape, spacing_kji, model.working_spacing_kji))
     with inference_autocast(model.net, precision):
-        working = network_dose(model.net, x, model.window, flips)
-    dose = to_ct_grid(working.float(), shape)[0, 0].clamp_min(0).cpu().numpy()
+        dose = ct_grid_dose(model, as_batch(inputs.channels).to(device), spacing_kji, flips)
+    dose = dose[0, 0].clamp_min(0).cpu().numpy()
     return (dose * inputs.highest_gy * inputs.body).astype(np.float32)
 
 

@@ -13,6 +13,9 @@ the masks resized to the stage, so attention is raised towards targets and lower
 The same encoder-decoder with convolution blocks at every stage (``backbone="unet"``) is the 3D
 U-Net baseline; ``cascade=True`` chains two of them, the second seeing the first's dose (the
 OpenKBP-winning design); ``use_structures=False`` is the CT-only baseline.
+
+The network works on a coarser grid than the CT's; ``refiner_width > 0`` adds :class:`DoseRefiner`,
+a small convolution head that corrects the dose brought back to the CT grid at the CT's resolution.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class DoseNetConfig:
     use_structures: bool = True  # False: the CT-only baseline (target and organ channels zeroed)
     target_channel: int = 2
     organ_channels: tuple[int, int] = (3, 10)  # [start, stop)
+    refiner_width: int = 0  # > 0: a full-resolution refinement head of this width (DoseRefiner)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -223,14 +227,43 @@ class DoseUNet(nn.Module):
             return self.head(x.float())
 
 
+class DoseRefiner(nn.Module):
+    """Correction of the dose interpolated from the working grid, at the CT's resolution.
+
+    Three 3x3x3 convolutions over the input channels and the interpolated dose predict a residual
+    added to that dose: edges the coarse grid blurs (target borders, steep fall-off into organs)
+    sharpened from the full-resolution masks. The last convolution starts at zero, so an untrained
+    head changes nothing.
+    """
+
+    reach = 3  # voxels on each side that an output voxel depends on
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv3d(in_channels + 1, width, 3, padding=1), nn.LeakyReLU(0.01),
+            nn.Conv3d(width, width, 3, padding=1), nn.LeakyReLU(0.01),
+            nn.Conv3d(width, 1, 3, padding=1),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, channels: torch.Tensor, dose: torch.Tensor) -> torch.Tensor:
+        """(B, 1, *shape) refined dose from (B, C, *shape) channels and the interpolated dose, both on the CT grid."""
+        residual = self.body(torch.cat([channels, dose.to(channels.dtype)], 1))
+        return dose.float() + residual.float()
+
+
 class DoseNet(nn.Module):
-    """The dose model: one encoder-decoder, or a cascade of two (the second sees the first's dose)."""
+    """The dose model: one encoder-decoder, or a cascade of two (the second sees the first's dose), and
+    optionally a full-resolution refiner (applied by the caller on the CT grid, see ``refiner``)."""
 
     def __init__(self, config: DoseNetConfig) -> None:
         super().__init__()
         self.config = config
         self.first = DoseUNet(config, config.in_channels)
         self.second = DoseUNet(config, config.in_channels + 1) if config.cascade else None
+        self.refiner = DoseRefiner(config.in_channels, config.refiner_width) if config.refiner_width > 0 else None
 
     @property
     def multiple(self) -> int:
