@@ -64,7 +64,7 @@ class RefinerCase:
 
     case_id: str
     box: tuple[slice, ...]  # where the crop lies on the CT grid
-    channels: torch.Tensor  # (C, D, H, W) float16
+    channels: torch.Tensor  # (C, D, H, W) float16: 90 cases' channels then fit in about 3 GB
     coarse: torch.Tensor  # (1, D, H, W) the base model's interpolated dose / highest prescription
     dose: torch.Tensor  # (1, D, H, W) reference dose / highest prescription
 
