@@ -148,16 +148,22 @@ def random_crop(
     trains the same number of cases whatever their sizes.
     """
     full = tuple(m // 8 * 8 for m in crop)
-    box = []
-    for n, m in zip(case.channels.shape[1:], full):
-        start = int(rng.integers(n - min(n, m) + 1))
-        box.append(slice(start, start + min(n, m)))
+    box = random_box(case.channels.shape[1:], full, rng)
     x, y = case.channels[(slice(None), *box)][None], case.dose[(slice(None), *box)][None]
     if rng.random() < flip_p:
         x, y = flip_lr(x, ORGAN_CHANNELS.start, PAROTIDS), y.flip(-1)
     padded_y = y.new_zeros((1, 1, *full))
     padded_y[(slice(None), slice(None), *(slice(0, n) for n in y.shape[2:]))] = y
     return pad_to_shape(x, full)[0], padded_y
+
+
+def random_box(shape, size, rng: np.random.Generator) -> tuple[slice, ...]:
+    """A random box of ``size`` voxels inside ``shape`` (the whole axis where it is shorter)."""
+    box = []
+    for n, m in zip(shape, size):
+        start = int(rng.integers(n - min(n, m) + 1))
+        box.append(slice(start, start + min(n, m)))
+    return tuple(box)
 
 
 def validate(net: DoseNet, cases: list[tuple[CachedCase, WorkingCase]], config: DoseTrainConfig) -> dict:

@@ -27,11 +27,12 @@ from sparsert.dose.grid import as_batch, body_box, flip_lr, pad_to_shape
 from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS
 from sparsert.dose.predict import PAROTIDS, DoseModel, ct_grid_dose, grown, load_dose_model, refined_dose
 from sparsert.errors import InputError
+from sparsert.losses.dose import masked_l1
 from sparsert.metrics.dose import openkbp_dose_error
 from sparsert.models.dose_rmt import DoseNet, DoseRefiner
 from sparsert.training import distributed
 from sparsert.training.cache import CachedCase, load_cached
-from sparsert.training.dose import case_channels
+from sparsert.training.dose import case_channels, random_box
 from sparsert.training.optimisation import Optimisation, RunningLosses
 from sparsert.training.run import RunFolder
 
@@ -107,21 +108,13 @@ def random_batch(
 
 
 def random_crop(case: RefinerCase, crop, flip_p: float, rng: np.random.Generator):
-    box = []
-    for n, m in zip(case.channels.shape[1:], crop):
-        start = int(rng.integers(n - min(n, m) + 1))
-        box.append(slice(start, start + min(n, m)))
-    box = (slice(None), *box)
+    box = (slice(None), *random_box(case.channels.shape[1:], crop, rng))
     x, coarse, dose = case.channels[box][None].float(), case.coarse[box][None], case.dose[box][None]
     if rng.random() < flip_p:
         x, coarse, dose = flip_lr(x, ORGAN_CHANNELS.start, PAROTIDS), coarse.flip(-1), dose.flip(-1)
     # Padding lies outside the possible-dose mask (body channel 0) and adds nothing to the loss.
     zeros = [p for n, m in zip(reversed(dose.shape[2:]), reversed(crop)) for p in (0, m - n)]
     return pad_to_shape(x, crop)[0], F.pad(coarse, zeros), F.pad(dose, zeros)
-
-
-def l1_inside(refined: torch.Tensor, dose: torch.Tensor, body: torch.Tensor) -> torch.Tensor:
-    return ((refined - dose).abs() * body).sum() / body.sum().clamp_min(1.0)
 
 
 def validate(net: DoseNet, cases: list[tuple[CachedCase, RefinerCase, float]]) -> dict:
@@ -186,7 +179,7 @@ def train_dose_refiner(
     while step < config.steps:
         x, coarse, dose = (t.to(device) for t in random_batch(cases, order, config, rng))
         net.refiner.train()
-        loss = l1_inside(net.refiner(x, coarse), dose, x[:, BODY_CHANNEL : BODY_CHANNEL + 1])
+        loss = masked_l1(net.refiner(x, coarse), dose, x[:, BODY_CHANNEL : BODY_CHANNEL + 1])
         optimisation.update(loss)
         step += 1
         running.add({"l1": loss})
