@@ -65,3 +65,26 @@ def test_the_shipped_cross_modal_model_segments_a_held_out_patient(sts_dir):
     truth = read_image(case / "CT_mask.nii.gz").array > 0
     # Measured 0.782 (model card).
     assert result.warnings == [] and dice(result[TUMOUR].mask, truth) > 0.7
+
+
+def test_the_shipped_completion_takes_the_mirrored_pass_unless_told_not_to(tmp_path):
+    """pt_201 is an OpenKBP validation case, which scm never trained on."""
+    import numpy as np
+
+    from sparsert.cli.main import main
+    from sparsert.io.segmentation_io import read_segmentation
+    from sparsert.metrics.segmentation import dice
+    from sparsert.resources import sample_data_dir
+
+    sample = sample_data_dir() / "OpenKBP-pt_201"
+    reference = read_segmentation(sample / "structures.seg.nrrd")
+    completed = {}
+    for name, extra in (("default", []), ("single", ["--single-pass"])):
+        out = tmp_path / f"{name}.seg.nrrd"
+        assert main(["complete", "--image", str(sample / "ct.nrrd"), "--scribbles", str(sample / "scribbles.seg.nrrd"),
+                     "--out", str(out), "--device", "cpu", *extra]) == 0
+        completed[name] = read_segmentation(out)
+    # Measured mean Dice 0.699 with the mirrored pass, 0.691 without (float32 and bfloat16 alike within 0.005).
+    for name, floor in (("default", 0.68), ("single", 0.67)):
+        assert np.mean([dice(s.mask, reference[s.name].mask) for s in completed[name].segments]) > floor
+    assert any((a.mask != b.mask).any() for a, b in zip(completed["default"].segments, completed["single"].segments))

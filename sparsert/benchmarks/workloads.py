@@ -102,15 +102,15 @@ class Workload(ABC):
 class Completion(Workload):
     family = "completion"
 
-    def __init__(self, method: str, description: str, flips: bool = False) -> None:
+    def __init__(self, method: str, description: str, single_pass: bool = False) -> None:
         self.method = method
-        self.flips = flips
-        self.name = f"completion-{method}" + ("-flips" if flips else "")
+        self.single_pass = single_pass
+        self.name = f"completion-{method}" + ("-single-pass" if single_pass else "")
         self.description = description
         self.models = ("scm",) if method == "scm" else ()
 
     def load(self, job: Job, device: torch.device) -> Complete:
-        options = {**DEFAULT_OPTIONS.get(self.method, {}), "device": device, "flips": self.flips,
+        options = {**DEFAULT_OPTIONS.get(self.method, {}), "device": device, "flips": not self.single_pass,
                    "precision": job.precision}
         if self.method == "scm":
             options["net"] = load_scm_checkpoint(job.weights["scm"], device)
@@ -217,8 +217,8 @@ class CrossModal(Workload):
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
-        Completion("scm", "scribbles -> structures, SCM network"),
-        Completion("scm", "scribbles -> structures, SCM network averaged with its mirrored pass", flips=True),
+        Completion("scm", "scribbles -> structures, SCM network averaged with its mirrored pass (the default)"),
+        Completion("scm", "scribbles -> structures, SCM network, one pass (no mirrored pass)", single_pass=True),
         Completion("growcut", "scribbles -> structures, Slicer's Grow from seeds (peer)"),
         Completion("randomwalker", "scribbles -> structures, random walker (peer)"),
         Dose("mask", "dose from the dense structures"),

@@ -13,7 +13,7 @@ from sparsert.io.output import writable
 # needs no torch).
 MODEL_KIND_NAMES = ("scm", "dose", "dose-scribble", "icr", "crossmodal")
 WORKLOAD_NAMES = (
-    "completion-scm", "completion-scm-flips", "completion-growcut", "completion-randomwalker", "dose-mask",
+    "completion-scm", "completion-scm-single-pass", "completion-growcut", "completion-randomwalker", "dose-mask",
     "dose-scribble", "interactive", "crossmodal",
 )
 FAMILY_DATA = {

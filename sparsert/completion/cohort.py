@@ -26,7 +26,7 @@ from sparsert.scribbles.simulate import EVAL_SCRIBBLES, simulate_scribbles
 Complete = Callable[[Volume, Segmentation], CompletedSegmentation]
 
 
-def load_completer(method: str, model: str, device: str, flips: bool = False, precision: str = "auto") -> Complete:
+def load_completer(method: str, model: str, device: str, flips: bool = True, precision: str = "auto") -> Complete:
     """``complete(image, scribbles)`` for ``method``, with the SCM network loaded once rather than per call."""
     net = load_scm(model, device=device) if method == "scm" else None
     return completer(method, model=model, device=device, net=net, flips=flips, precision=precision)
@@ -61,7 +61,7 @@ class CompletionCohort:
     model: str = "scm"
     device: str = "cpu"
     seed: int = 0
-    flips: bool = False
+    flips: bool = True  # scm: average with the mirrored pass
     precision: str = "auto"
     overwrite: bool = False
 
