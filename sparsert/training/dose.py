@@ -102,8 +102,10 @@ def case_channels(
 
 def completed_masks(net: SCMNet, case: CachedCase, scribbles: np.ndarray, background: np.ndarray) -> np.ndarray:
     """(K, D, H, W) masks completed from ``scribbles`` of every structure of ``case`` as at inference
-    (thresholded, the overlap rule applied); float32 so that every machine completes alike."""
-    probs = predict_probabilities(net, case.image, scribbles, background, case.spacing_kji, precision="float32")
+    (averaged with the mirrored pass, thresholded, the overlap rule applied); float32 so that every
+    machine completes alike."""
+    probs = predict_probabilities(net, case.image, scribbles, background, case.spacing_kji, flips=True,
+                                  precision="float32")
     return masks_from_probabilities(probs, scribbles, background, competing_structures(case.names, scribbles))
 
 
