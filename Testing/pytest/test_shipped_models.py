@@ -33,7 +33,7 @@ def test_the_default_models_load():
         model = load_dose_model(default_model(prompt))
         assert not model.net.training and model.window is not None and model.domain
         assert model.prompt == trained_on
-    # dose-mask (since v3) refines its dose at the CT's resolution; dose-scribble v1 has no refiner.
+    # dose-mask (since v3) refines its dose at the CT's resolution; dose-scribble (v1, v2) has none.
     assert load_dose_model("dose-mask").net.refiner is not None and load_dose_model("dose-scribble").net.refiner is None
 
 
