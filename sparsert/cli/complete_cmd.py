@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--image); a cohort: a folder of <case>.seg.nrrd")
     parser.add_argument("--method", default="scm", help=METHOD_HELP)
     parser.add_argument("--model", default="scm", metavar="NAME_OR_PATH", help="scm weights: registry name or .pt file")
-    parser.add_argument("--single-pass", action="store_true", help=SINGLE_PASS_HELP)
+    parser.add_argument("--single-pass", dest="flips", action="store_false", help=SINGLE_PASS_HELP)
     add_device_option(parser)
     add_precision_option(parser)
     add_overwrite_option(parser)
@@ -66,7 +66,7 @@ def register_evaluation(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-cases", type=int, metavar="N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slice-fraction", type=float, default=0.5, help="fraction of a structure's slices scribbled")
-    parser.add_argument("--single-pass", action="store_true", help=SINGLE_PASS_HELP)
+    parser.add_argument("--single-pass", dest="flips", action="store_false", help=SINGLE_PASS_HELP)
     parser.add_argument("--out", metavar="results.json")
     add_device_option(parser)
     add_precision_option(parser)
@@ -97,7 +97,7 @@ def run_case(args: argparse.Namespace) -> int:
     dicom_ct = args.image[0] if Path(args.image[0]).is_dir() else None
     scribbles = read_structures(args.scribbles, dicom_ct or image.geometry)
     complete = completer(args.method, model=args.model, device=args.device, auto_background=args.auto_background,
-                         flips=not args.single_pass, precision=args.precision)
+                         flips=args.flips, precision=args.precision)
     start = time.perf_counter()
     completed = complete(image, scribbles)
     seconds = time.perf_counter() - start
@@ -116,11 +116,11 @@ def run_cohort(args: argparse.Namespace) -> int:
 
     dataset = open_dataset(args.data)
     job = CompletionCohort(dataset, Path(args.out), method=args.method, model=args.model,
-                           device=cohort.rank_device(args.device), seed=args.seed, flips=not args.single_pass,
+                           device=cohort.rank_device(args.device), seed=args.seed, flips=args.flips,
                            precision=args.precision, overwrite=args.overwrite)
     results = cohort.run(job, dataset.case_ids()[: args.max_cases], args.workers, ProgressCallback("completing"))
-    info = {"data": str(dataset.root), "method": args.method, "model": args.model, "seed": args.seed,
-            "flips": not args.single_pass, "precision": args.precision}
+    info = {"data": str(dataset.root), "method": args.method, "model": args.model, "seed": args.seed, "flips": args.flips,
+            "precision": args.precision}
     return cohort.write_summary(results, job, "summary.json", info)
 
 
@@ -134,8 +134,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ids = dataset.case_ids()[: args.max_cases] if args.max_cases else dataset.case_ids()
     bar = ProgressCallback("evaluating")
     done = iter(range(1, len(ids) + 1))
-    options = {"scm": {"model": args.model, "device": args.device, "flips": not args.single_pass,
-                       "precision": args.precision}}
+    options = {"scm": {"model": args.model, "device": args.device, "flips": args.flips, "precision": args.precision}}
     results = evaluate_dataset(
         dataset, args.methods, case_ids=ids, seed=args.seed, slice_fraction=args.slice_fraction, options=options,
         on_case=lambda c: bar(next(done), len(ids), c),
@@ -146,7 +145,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_json(
             {
                 "data": str(dataset.root), "cases": len(ids), "seed": args.seed, "slice_fraction": args.slice_fraction,
-                "flips": not args.single_pass, "precision": args.precision,
+                "flips": args.flips, "precision": args.precision,
                 "summary": summary, "results": [asdict(r) for r in results],
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             },
