@@ -50,6 +50,32 @@ def test_a_head_added_to_trained_weights_starts_from_their_output(tiny_openkbp, 
     assert with_head.head.out.weight.grad.abs().sum() > 0
 
 
+def test_a_head_widened_from_trained_weights_computes_what_they_did(tiny_openkbp, tmp_path):
+    torch.manual_seed(0)
+    narrow = SCMConfig(encoder_channels=(4, 8, 16, 32), decoder_channels=(4, 8), head_channels=4)
+    net = SCMNet(narrow)
+    torch.nn.init.normal_(net.head.out.weight)  # a trained head's output is not zero
+    weights = tmp_path / "narrow.pt"
+    torch.save({"model": net.state_dict(), "config": narrow.to_dict()}, weights)
+    wide = SCMNet(SCMConfig(**{**narrow.to_dict(), "head_channels": 8}))
+    load_initial_weights(wide, str(weights))
+    wide.eval()
+    inputs = _case_inputs(tiny_openkbp)
+    with torch.no_grad():
+        before = scm_pass(load_scm(str(weights)), *inputs).structures
+        after = scm_pass(wide, *inputs).structures
+    assert before[0].logits.abs().max() > 0
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a.logits, b.logits)
+    # The new channels learn: their weights into the output receive gradients.
+    wide.train()
+    scm_pass(wide, *inputs).structures[0].logits.sum().backward()
+    assert wide.head.out.weight.grad[0, 4:].abs().sum() > 0
+    # A narrower head than the weights' is refused.
+    with pytest.raises(InputError, match="head_channels"):
+        load_initial_weights(SCMNet(SCMConfig(**{**narrow.to_dict(), "head_channels": 2})), str(weights))
+
+
 def test_weights_of_another_network_are_refused():
     other = SCMNet(SCMConfig(encoder_channels=(4, 8, 16, 32)))
     with pytest.raises(InputError, match="do not fit"):

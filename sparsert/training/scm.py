@@ -213,15 +213,38 @@ def validate(net: SCMNet, cases: list[CachedCase], seed: int = 1234) -> dict:
 
 def load_initial_weights(net: SCMNet, name_or_path: str) -> None:
     """Trained weights into ``net``; they must come from the same network, less at most its
-    full-resolution head (which then starts at zero)."""
+    full-resolution head (which then starts at zero) or with a narrower head (widened so that the
+    network still computes what the weights did: see :func:`widened_head`)."""
     start = load_scm(name_or_path)
     theirs, ours = start.config.to_dict(), net.config.to_dict()
     differ = [k for k in ours if k != "head_channels" and theirs[k] != ours[k]]
-    if start.head is not None and theirs["head_channels"] != ours["head_channels"]:
+    if start.head is not None and not 0 < theirs["head_channels"] <= ours["head_channels"]:
         differ.append("head_channels")
     if differ:
         raise unfit_weights(name_or_path, theirs, ours, differ)
-    net.load_state_dict(start.state_dict(), strict=start.head is not None)
+    state = start.state_dict()
+    if start.head is not None:
+        state.update(widened_head(state, net.state_dict()))
+    net.load_state_dict(state, strict=start.head is not None)
+
+
+def widened_head(trained: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The trained head's tensors grown to the target's (wider) shapes without changing its output.
+
+    Trained values fill the leading block of each tensor; the new channels keep the target's own
+    initial weights for what they compute but start with zero weight into the old channels (the
+    output's among them), so they join in only as training moves those weights.
+    """
+    out = {}
+    for name, value in trained.items():
+        if not name.startswith("head.") or value.shape == target[name].shape:
+            continue
+        grown = target[name].clone()
+        if grown.dim() > 1:  # a convolution (out, in, ...): new inputs feed old outputs through zeros
+            grown[: value.shape[0], value.shape[1] :] = 0
+        grown[tuple(slice(0, n) for n in value.shape)] = value
+        out[name] = grown
+    return out
 
 
 def train_scm(
