@@ -61,7 +61,9 @@ class SCMTrainConfig:
     threads: int = 2
     workers: int = 1
     mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
-    init: str | None = None  # start from trained weights (registry name or model file); a head they lack starts at zero
+    # Start from trained weights (registry name or model file); a head they lack starts at zero, a
+    # narrower one is widened (model.head_channels) without changing what the network computes.
+    init: str | None = None
     model: SCMConfig = field(default_factory=SCMConfig)
     losses: LossWeights = field(default_factory=LossWeights)
 
