@@ -220,7 +220,7 @@ def load_initial_weights(net: SCMNet, name_or_path: str) -> None:
     start = load_scm(name_or_path)
     theirs, ours = start.config.to_dict(), net.config.to_dict()
     differ = [k for k in ours if k != "head_channels" and theirs[k] != ours[k]]
-    if start.head is not None and not 0 < theirs["head_channels"] <= ours["head_channels"]:
+    if start.head is not None and theirs["head_channels"] > ours["head_channels"]:
         differ.append("head_channels")
     if differ:
         raise unfit_weights(name_or_path, theirs, ours, differ)
