@@ -24,12 +24,3 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     outside, _ = ndimage.label(~mask, structure=in_plane)
     border = np.concatenate([outside[:, [0, -1], :].ravel(), outside[:, :, [0, -1]].ravel()])
     return mask | ~np.isin(outside, np.unique(border))
-
-
-def border_fraction(mask: np.ndarray) -> float:
-    """Share of ``mask``'s voxels on its own border (removed by one face-connected erosion); 1 for
-    one-voxel-thick slivers and scattered fragments, small for solid structures; 0 for an empty mask."""
-    count = np.count_nonzero(mask)
-    if count == 0:
-        return 0.0
-    return 1.0 - np.count_nonzero(ndimage.binary_erosion(mask)) / count

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from sparsert.masks import border_fraction, fill_holes_per_slice, largest_component
+from sparsert.masks import fill_holes_per_slice, largest_component
 
 
 def test_holes_are_filled_slice_by_slice_as_scipy_does():
@@ -29,13 +29,3 @@ def test_largest_component():
     mask = np.zeros((1, 1, 9), bool)
     mask[0, 0, [0, 1, 3, 4, 5]] = True
     assert np.flatnonzero(largest_component(mask)).tolist() == [3, 4, 5]
-
-
-def test_border_fraction_tells_slivers_from_solid_structures():
-    cube = np.zeros((7, 7, 7), bool)
-    cube[1:6, 1:6, 1:6] = True
-    assert border_fraction(cube) == 1 - 27 / 125  # the 3 x 3 x 3 core survives one erosion
-    plate = np.zeros((7, 7, 7), bool)
-    plate[3, 1:6, 1:6] = True
-    assert border_fraction(plate) == 1.0
-    assert border_fraction(np.zeros((3, 3, 3), bool)) == 0.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 import yaml
 
@@ -14,7 +13,7 @@ from sparsert.completion import complete_scm
 from sparsert.data.datasets import open_dataset
 from sparsert.scribbles.simulate import simulate_scribbles
 from sparsert.training.cache import cached_cases, load_cached
-from sparsert.training.scm import ScribbleSamples, SCMTrainConfig, repeat_thin_cases
+from sparsert.training.scm import ScribbleSamples, SCMTrainConfig
 
 
 def test_train_scm_cli_writes_a_resumable_run(tiny_openkbp, tmp_path, monkeypatch):
@@ -63,17 +62,6 @@ def test_mirrored_samples_are_the_same_draws_mirrored(tiny_openkbp, tmp_path):
     assert plain["scribbles"].any()
     for key in ("image", "scribbles", "background", "truth", "boundary"):
         assert torch.equal(mirrored[key], plain[key].flip(-1)), key
-
-
-def test_cases_holding_a_thin_structure_are_drawn_more_often(tiny_openkbp, tmp_path):
-    paths = cached_cases(open_dataset(str(tiny_openkbp)), root=tmp_path)
-    # Cropped to the neck: pt_201 keeps its PTV63 sliver, pt_202 a few slices' rim of PTV70; pt_203's
-    # structures all have insides.
-    counts = {p.stem: repeat_thin_cases(paths, 3).count(p) for p in paths}
-    assert counts == {"pt_201": 3, "pt_202": 3, "pt_203": 1}
-    assert repeat_thin_cases(paths, 1) == paths
-    with pytest.raises(ValueError, match="thin_repeat"):
-        repeat_thin_cases(paths, 0)
 
 
 def test_cache_filled_by_several_processes_matches_one_process(tiny_openkbp, tmp_path):

@@ -25,7 +25,6 @@ from sparsert.config_dicts import unfit_weights
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry
 from sparsert.losses.completion import boundary_alignment, compactness, dense_bce_dice, partial_bce, separation
-from sparsert.masks import border_fraction
 from sparsert.metrics.segmentation import dice
 from sparsert.models.scm import SCMConfig, SCMNet
 from sparsert.scribbles.simulate import EVAL_SCRIBBLES, simulate_scribbles
@@ -55,9 +54,6 @@ class SCMTrainConfig:
     # Left-right mirroring of training crops (off by default, so the commands in the model cards keep
     # their meaning); structures are named by their scribbles, so a mirrored left parotid stays valid.
     flip_p: float = 0.0
-    # Cases holding a thin structure (all border but for a voxel in a hundred: OpenKBP's PTV63 is a sliver
-    # of one-voxel fragments around PTV70 in about one case in six) are drawn this many times per epoch.
-    thin_repeat: int = 1
     val_every: int = 500
     checkpoint_every: int = 50
     log_every: int = 10
@@ -145,23 +141,6 @@ class ScribbleSamples(IterableDataset):
         flip = self.config.flip_p > 0 and rng.random() < self.config.flip_p
         sample = {k: torch.from_numpy((a[..., ::-1] if flip else a).copy()) for k, a in arrays.items()}
         return {**sample, "spacing": torch.tensor(case.spacing_kji)}
-
-
-THIN_BORDER_FRACTION = 0.99
-
-
-def repeat_thin_cases(paths: list[Path], repeat: int) -> list[Path]:
-    """``paths`` with each case that holds a thin structure (:func:`sparsert.masks.border_fraction` at
-    least ``THIN_BORDER_FRACTION``) listed ``repeat`` times, so that samplers draw it more often."""
-    if repeat < 1:
-        raise ValueError(f"thin_repeat must be at least 1, got {repeat}")
-    if repeat == 1:
-        return list(paths)
-    out = []
-    for path in paths:
-        thin = any(border_fraction(m) >= THIN_BORDER_FRACTION for m in load_cached(path).masks)
-        out.extend([path] * (repeat if thin else 1))
-    return out
 
 
 def _random_subbox(box, max_size, rng) -> tuple[slice, slice, slice]:
@@ -292,9 +271,8 @@ def train_scm(
     run.write_config(config)
     # Only rank 0 validates (and writes best.pt); the other ranks wait in the next step's all-reduce.
     val_cases = [load_cached(p) for p in val_paths[: config.val_cases]] if distributed.is_main() else []
-    samples = ScribbleSamples(repeat_thin_cases(train_paths, config.thin_repeat), config, start=step)
     loader = DataLoader(
-        samples, batch_size=None, num_workers=config.workers,
+        ScribbleSamples(train_paths, config, start=step), batch_size=None, num_workers=config.workers,
         persistent_workers=config.workers > 0, prefetch_factor=4 if config.workers else None,
     )
     net.train()
