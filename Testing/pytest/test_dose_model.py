@@ -156,6 +156,25 @@ def test_windows_cover_only_the_body_box():
     assert body_box(x, (8, 16, 16)) == (slice(0, 20), slice(0, 40), slice(0, 40))
 
 
+def test_a_window_grows_to_span_a_box_slightly_larger_than_it():
+    from sparsert.dose.grid import pad_to_multiple
+    from sparsert.dose.predict import fitted_window, network_dose
+
+    assert fitted_window((48, 64, 64), (50, 76, 64)) == (50, 76, 64)  # up to 20 % larger: one window
+    assert fitted_window((48, 64, 64), (58, 90, 40)) == (48, 64, 40)  # larger: slide; smaller: the box
+    x = torch.zeros(1, BODY_CHANNEL + 1, 12, 20, 20)
+    x[:, 0] = -1.0
+    x[0, BODY_CHANNEL, 1:10, 2:18, 2:18] = 1.0  # a 9 x 16 x 16 body box against an 8 x 16 x 16 window
+    torch.manual_seed(0)
+    net = DoseNet(DoseNetConfig(widths=(4, 8, 8, 16), backbone="unet")).eval()
+    with torch.no_grad():
+        dose = network_dose(net, x, window=(8, 16, 16))
+        box = x[:, :, 1:10, 2:18, 2:18]
+        padded, region = pad_to_multiple(box, net.multiple)
+        single = net(padded)[(slice(None), slice(None)) + region]
+    assert torch.allclose(dose[:, :, 1:10, 2:18, 2:18], single, atol=1e-6)
+
+
 def test_the_ct_only_baseline_ignores_structures():
     torch.manual_seed(0)
     net = DoseNet(DoseNetConfig(widths=(4, 8, 8, 16), backbone="unet", use_structures=False)).eval()

@@ -26,6 +26,13 @@ SCRIBBLE_MODEL = "dose-scribble"
 PAROTIDS = (ORGANS.index("RightParotid"), ORGANS.index("LeftParotid"))
 # How far outside the training cases' range a case may lie before it is refused as out of domain.
 DOMAIN_MARGIN = 1.5
+# Sliding windows: grown by up to this share of the training window to span the body's box in one window
+# along an axis, and overlapping by this share. Against the training window at overlap 0.5 this about
+# halves the windows of the larger OpenKBP cases (6.8 -> 3.0 on average over the validation cases) with
+# no measured change in the dose error (+0.002 +- 0.031 Gy from scribbles, -0.001 +- 0.024 Gy from masks,
+# 10 held-back training cases; see the dose-scribble model card).
+WINDOW_FIT = 0.2
+WINDOW_OVERLAP = 0.25
 
 
 @dataclass
@@ -104,7 +111,7 @@ def check_domain(model: DoseModel, ct_body: np.ndarray, spacing_kji) -> None:
 def network_dose(net: DoseNet, channels: torch.Tensor, window: Sequence[int] | None = None, flips: bool = False) -> torch.Tensor:
     """Dose / highest prescription on the working grid from (B, C, *working_shape) channels.
 
-    With ``window`` (the training crop size) the volume is predicted in overlapping windows of that
+    With ``window`` (the training crop size) the volume is predicted in overlapping windows about that
     size, blended with Gaussian weights: the network's instance normalisation then sees inputs like
     those it was trained on (whole-volume passes scored about 0.6-0.9 Gy worse in the dose error).
     The windows cover only the body's bounding box, where the dose can be non-zero: on the OpenKBP
@@ -115,24 +122,35 @@ def network_dose(net: DoseNet, channels: torch.Tensor, window: Sequence[int] | N
         padded, region = pad_to_multiple(x, net.multiple)
         return net(padded)[(slice(None), slice(None)) + region]
 
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        if window is None:
-            return padded_pass(x)
-        # Windows no larger than the volume, so MONAI never pads (its zeros would not be air).
-        roi = tuple(min(w, n) for w, n in zip(window, x.shape[2:]))
-        return sliding_window_inference(x, roi, sw_batch_size=2, predictor=padded_pass, overlap=0.5, mode="gaussian")
+    if window is None:
+        dose = padded_pass(channels)
+        if flips:
+            dose = 0.5 * (dose + padded_pass(flip_lr(channels, ORGAN_CHANNELS.start, PAROTIDS)).flip(-1))
+        return dose
 
-    box = (slice(None), slice(None)) + (body_box(channels, window) if window is not None else ())
+    box = body_box(channels, window)
+    roi = fitted_window(window, [s.stop - s.start for s in box])
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return sliding_window_inference(x, roi, sw_batch_size=2, predictor=padded_pass, overlap=WINDOW_OVERLAP,
+                                        mode="gaussian")
+
+    box = (slice(None), slice(None)) + box
     inside = channels[box]
     dose = predict(inside)
     if flips:
         mirrored = flip_lr(inside, ORGAN_CHANNELS.start, PAROTIDS)
         dose = 0.5 * (dose + predict(mirrored).flip(-1))
-    if window is None:
-        return dose
     whole = dose.new_zeros(dose.shape[:2] + channels.shape[2:])
     whole[box] = dose
     return whole
+
+
+def fitted_window(window: Sequence[int], box_shape: Sequence[int]) -> tuple[int, ...]:
+    """The sliding window for a body box: the training window, grown on each axis where the box is at most
+    :data:`WINDOW_FIT` larger so that one window spans it (two or three fewer passes for such an axis),
+    and never larger than the box, so that MONAI never pads (its zeros would not be air)."""
+    return tuple(n if w < n <= w * (1 + WINDOW_FIT) else min(w, n) for w, n in zip(window, box_shape))
 
 
 def ct_grid_dose(model: DoseModel, channels: torch.Tensor, spacing_kji, flips: bool = False) -> torch.Tensor:
