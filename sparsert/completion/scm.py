@@ -10,7 +10,7 @@ import torch
 from scipy import ndimage
 
 from sparsert.completion.contract import CompletedSegmentation, prepare_seeds, rest_seeds
-from sparsert.completion.scm_forward import bounding_box, scm_pass
+from sparsert.completion.scm_forward import Box, bounding_box, scm_pass
 from sparsert.device import inference_autocast, resolve_device
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Volume
@@ -45,24 +45,36 @@ def predict_probabilities(
     ``flips`` averages with the pass on the left-right mirrored inputs (twice the time); ``precision``
     is the network's number type (:func:`sparsert.device.resolve_precision`).
     """
-    probs = _network_probabilities(net, image, structures, background, spacing_kji, precision)
+    roi, probs = _network_probabilities(net, image, structures, background, spacing_kji, precision)
     if flips:
         mirrored = [np.ascontiguousarray(a[..., ::-1]) for a in (image, structures, background)]
-        probs = 0.5 * (probs + _network_probabilities(net, *mirrored, spacing_kji, precision)[..., ::-1])
-    return probs
+        mirrored_roi, mirrored_probs = _network_probabilities(net, *mirrored, spacing_kji, precision)
+        # The region of interest is the scribbles' box, so the mirrored pass's is its mirror image.
+        assert mirrored_roi[-1] == mirror_slice(roi[-1], image.shape[-1]) and mirrored_roi[:-1] == roi[:-1]
+        probs = 0.5 * (probs + mirrored_probs[..., ::-1])
+    # Averaged and filled in on the region of interest only: outside it every probability is zero, and
+    # full-volume arithmetic on one volume per structure cost about a quarter of the completion time.
+    full = np.zeros(structures.shape, dtype=np.float32)
+    full[(slice(None),) + roi] = probs
+    return full
+
+
+def mirror_slice(index: slice, size: int) -> slice:
+    """The slice that selects, in an axis of ``size`` mirrored, what ``index`` selects unmirrored."""
+    return slice(size - index.stop, size - index.start)
 
 
 def _network_probabilities(
     net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji, precision: str
-) -> np.ndarray:
+) -> tuple[Box, np.ndarray]:
+    """The region of interest and the probabilities (K, *its shape) in it."""
     device = next(net.parameters()).device
     with inference_autocast(net, precision):
         result = scm_pass(net, image, structures, background, spacing_kji, device=device)
-    probs = np.zeros(structures.shape, dtype=np.float32)
+    probs = np.zeros((structures.shape[0],) + tuple(r.stop - r.start for r in result.roi), dtype=np.float32)
     for out in result.structures:
-        full = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(result.roi, out.box))
-        probs[(out.index,) + full] = torch.sigmoid(out.logits.float())[0, 0].cpu().numpy()
-    return probs
+        probs[(out.index,) + out.box] = torch.sigmoid(out.logits.float())[0, 0].cpu().numpy()
+    return result.roi, probs
 
 
 def masks_from_probabilities(
