@@ -122,16 +122,12 @@ def network_dose(net: DoseNet, channels: torch.Tensor, window: Sequence[int] | N
         padded, region = pad_to_multiple(x, net.multiple)
         return net(padded)[(slice(None), slice(None)) + region]
 
-    if window is None:
-        dose = padded_pass(channels)
-        if flips:
-            dose = 0.5 * (dose + padded_pass(flip_lr(channels, ORGAN_CHANNELS.start, PAROTIDS)).flip(-1))
-        return dose
-
-    box = body_box(channels, window)
-    roi = fitted_window(window, [s.stop - s.start for s in box])
+    box = body_box(channels, window) if window is not None else ()
+    roi = fitted_window(window, [s.stop - s.start for s in box]) if window is not None else None
 
     def predict(x: torch.Tensor) -> torch.Tensor:
+        if roi is None:
+            return padded_pass(x)
         return sliding_window_inference(x, roi, sw_batch_size=2, predictor=padded_pass, overlap=WINDOW_OVERLAP,
                                         mode="gaussian")
 
@@ -141,6 +137,8 @@ def network_dose(net: DoseNet, channels: torch.Tensor, window: Sequence[int] | N
     if flips:
         mirrored = flip_lr(inside, ORGAN_CHANNELS.start, PAROTIDS)
         dose = 0.5 * (dose + predict(mirrored).flip(-1))
+    if window is None:
+        return dose
     whole = dose.new_zeros(dose.shape[:2] + channels.shape[2:])
     whole[box] = dose
     return whole
