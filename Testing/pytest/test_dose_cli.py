@@ -49,6 +49,20 @@ def test_training_starts_from_trained_weights_on_another_grid(tiny_dose_run, tmp
     assert "its weights do not fit the configured network (widths (4, 8, 8, 16) there, (4, 8, 8, 32) here)" in capsys.readouterr().err
 
 
+def test_with_a_weight_average_the_average_is_validated_and_kept(tiny_dose_run, tmp_path):
+    run, args = tiny_dose_run
+    out = args.index("--out") + 1
+    averaged = [*args[:out], str(tmp_path / "avg"), *args[out + 1:], "--set", "weight_average=0.5",
+                "--set", f"init={run / 'best.pt'}", "--steps", "2"]
+    assert main(averaged) == 0
+    checkpoint = torch.load(tmp_path / "avg" / "checkpoint.pt", weights_only=True)
+    best = torch.load(tmp_path / "avg" / "best.pt", weights_only=True)
+    assert best["metadata"]["step"] == 2  # validated at the last step, whose average is kept
+    name = next(k for k, v in best["model"].items() if v.is_floating_point() and v.numel() > 1)
+    assert torch.equal(best["model"][name], checkpoint["average"][name])
+    assert not torch.equal(best["model"][name], checkpoint["model"][name])  # not the last step's weights
+
+
 def test_dose_for_one_case_from_structures_and_from_scribbles(tiny_dose_run, tiny_openkbp, tmp_path):
     run, _ = tiny_dose_run
     folder = tiny_openkbp / open_dataset(str(tiny_openkbp)).case_ids()[0]

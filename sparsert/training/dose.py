@@ -64,6 +64,9 @@ class DoseTrainConfig:
     val_cases: int = 6
     threads: int = 2
     mixed_precision: bool = True  # bf16 autocast on GPUs (not on the CPU)
+    # > 0: decay of an exponential moving average of the weights, which is validated and kept instead
+    # of the last step's weights (fine-tuning on completed scribbles over-fits one draw of completions)
+    weight_average: float = 0.0
     model: DoseNetConfig = field(default_factory=DoseNetConfig)
 
 
@@ -215,7 +218,7 @@ def train_dose(
     torch.set_num_threads(config.threads)
     # Weights first: a starting model that does not fit is refused before minutes of loading cases.
     net = DoseNet(config.model).to(device)
-    optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps)
+    optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps, average_decay=config.weight_average)
     step, best = 0, math.inf
     state = run.load_checkpoint() if resume else None
     if state is not None:
@@ -260,13 +263,14 @@ def train_dose(
         if step % config.log_every == 0:
             run.log(step, lr=optimisation.lr, **running.flush())
         if val_cases and (step % config.val_every == 0 or step == config.steps):
-            result = validate(net, val_cases, config)
+            kept = optimisation.result_model()
+            result = validate(kept, val_cases, config)
             run.log(step, **{f"val_{k}": v for k, v in result.items()})
             if result["dose_score"] < best:
                 best = result["dose_score"]
-                run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step, "val": result})
+                run.save_best(kept.state_dict(), config.model.to_dict(), {**metadata, "step": step, "val": result})
         if step % config.checkpoint_every == 0 or step == config.steps:
             run.save_checkpoint(optimisation.state(step, best))
     if not val_cases:
-        run.save_best(net.state_dict(), config.model.to_dict(), {**metadata, "step": step})
+        run.save_best(optimisation.result_model().state_dict(), config.model.to_dict(), {**metadata, "step": step})
     return distributed.finish(net, {"step": step, "best_dose_score": best})
