@@ -42,7 +42,9 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     torch.save(combined, args.out)
-    print(f"{args.out} written ({args.operation} of {len(states)} model files)")
+    made = (f"the weight average of {len(states)} model files" if args.operation == "average"
+            else f"{args.inputs[0]} with the refiner of {args.inputs[1]}")
+    print(f"{args.out} written: {made}")
     return 0
 
 

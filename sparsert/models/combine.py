@@ -50,7 +50,8 @@ def average_weights(states: Sequence[dict], sources: Sequence[str] = ()) -> dict
         else:
             averaged[name] = value
     metadata = dict(first.get("metadata", {}), averaged_from=list(sources) or len(states))
-    metadata.pop("val", None)  # the first file's validation scores are not the average's
+    for own in ("val", "step"):  # the first file's validation scores and step are not the average's
+        metadata.pop(own, None)
     return {"model": averaged, "config": dict(first["config"]), "metadata": metadata}
 
 
