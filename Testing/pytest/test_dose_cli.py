@@ -61,6 +61,13 @@ def test_with_a_weight_average_the_average_is_validated_and_kept(tiny_dose_run, 
     name = next(k for k, v in best["model"].items() if v.is_floating_point() and v.numel() > 1)
     assert torch.equal(best["model"][name], checkpoint["average"][name])
     assert not torch.equal(best["model"][name], checkpoint["model"][name])  # not the last step's weights
+    # The average starts from the starting weights: at learning rate zero it is them.
+    still = [*args[:out], str(tmp_path / "still"), *args[out + 1:], "--set", "weight_average=0.5",
+             "--set", f"init={run / 'best.pt'}", "--set", "lr=0", "--steps", "2"]
+    assert main(still) == 0
+    start = torch.load(run / "best.pt", weights_only=True)["model"]
+    kept = torch.load(tmp_path / "still" / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(start[k], kept[k]) for k in start)
 
 
 def test_dose_for_one_case_from_structures_and_from_scribbles(tiny_dose_run, tiny_openkbp, tmp_path):

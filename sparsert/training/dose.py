@@ -218,13 +218,14 @@ def train_dose(
     torch.set_num_threads(config.threads)
     # Weights first: a starting model that does not fit is refused before minutes of loading cases.
     net = DoseNet(config.model).to(device)
+    state = run.load_checkpoint() if resume else None
+    if state is None and config.init:
+        load_initial_weights(net, config.init)
+    # After the starting weights: a weight average starts from them.
     optimisation = Optimisation(net, config.lr, config.weight_decay, config.steps, average_decay=config.weight_average)
     step, best = 0, math.inf
-    state = run.load_checkpoint() if resume else None
     if state is not None:
         step, best = optimisation.restore(state)
-    elif config.init:
-        load_initial_weights(net, config.init)
     # The scribbles are drawn alike on every rank: one training set, whatever the world size.
     scribble_rng = np.random.default_rng(config.seed)
     completion = load_scm(config.completion_model) if config.prompt == "completed" else None
