@@ -62,13 +62,15 @@ def with_refiner(base: dict, refined: dict, source: str = "") -> dict:
         raise InputError(f"{source or 'the second model file'} has no refiner")
     if base["config"].get("refiner_width", 0):
         raise InputError("the base model file already has a refiner")
-    def network(config: dict) -> dict:
-        return {key: value for key, value in config.items() if key != "refiner_width"}
-
-    if network(refined["config"]) != network(base["config"]):
+    if _network_config(refined["config"]) != _network_config(base["config"]):
         raise InputError("the two dose networks have different configs; a refiner fits only its own network's inputs")
     model = dict(base["model"])
     model.update({name: value for name, value in refined["model"].items() if name.startswith(REFINER_PREFIX)})
     metadata = dict(base.get("metadata", {}))
     metadata["refiner"] = {**refined.get("metadata", {}).get("refiner", {}), "taken_from": source}
     return {"model": model, "config": {**base["config"], "refiner_width": width}, "metadata": metadata}
+
+
+def _network_config(config: dict) -> dict:
+    """A dose network's config without its refiner."""
+    return {key: value for key, value in config.items() if key != "refiner_width"}
