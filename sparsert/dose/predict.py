@@ -122,23 +122,22 @@ def network_dose(net: DoseNet, channels: torch.Tensor, window: Sequence[int] | N
         padded, region = pad_to_multiple(x, net.multiple)
         return net(padded)[(slice(None), slice(None)) + region]
 
-    box = body_box(channels, window) if window is not None else ()
-    roi = fitted_window(window, [s.stop - s.start for s in box]) if window is not None else None
+    def mirror_averaged(x: torch.Tensor, one_pass) -> torch.Tensor:
+        dose = one_pass(x)
+        if flips:
+            dose = 0.5 * (dose + one_pass(flip_lr(x, ORGAN_CHANNELS.start, PAROTIDS)).flip(-1))
+        return dose
 
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        if roi is None:
-            return padded_pass(x)
+    if window is None:
+        return mirror_averaged(channels, padded_pass)
+    box = (slice(None), slice(None)) + body_box(channels, window)
+    roi = fitted_window(window, [s.stop - s.start for s in box[2:]])
+
+    def windowed_pass(x: torch.Tensor) -> torch.Tensor:
         return sliding_window_inference(x, roi, sw_batch_size=2, predictor=padded_pass, overlap=WINDOW_OVERLAP,
                                         mode="gaussian")
 
-    box = (slice(None), slice(None)) + box
-    inside = channels[box]
-    dose = predict(inside)
-    if flips:
-        mirrored = flip_lr(inside, ORGAN_CHANNELS.start, PAROTIDS)
-        dose = 0.5 * (dose + predict(mirrored).flip(-1))
-    if window is None:
-        return dose
+    dose = mirror_averaged(channels[box], windowed_pass)
     whole = dose.new_zeros(dose.shape[:2] + channels.shape[2:])
     whole[box] = dose
     return whole
