@@ -47,9 +47,9 @@ def test_only_files_of_one_network_are_averaged(tmp_path):
     one = load_model_file(model_file(tmp_path / "a.pt", 0))
     other = load_model_file(model_file(tmp_path / "b.pt", 1, replace(SMALL, widths=(4, 8, 8, 16))))
     with pytest.raises(InputError, match="another network config"):
-        average_weights([one, other])
+        average_weights([one, other], ["a.pt", "b.pt"])
     with pytest.raises(InputError, match="at least two"):
-        average_weights([one])
+        average_weights([one], ["a.pt"])
 
 
 def test_a_refiner_moves_onto_another_network_and_only_the_refiner(tmp_path):

@@ -28,11 +28,11 @@ def load_model_file(path: str | Path) -> dict:
     return state
 
 
-def average_weights(states: Sequence[dict], sources: Sequence[str] = ()) -> dict:
+def average_weights(states: Sequence[dict], sources: Sequence[str]) -> dict:
     """The uniform average of the weights of model files of one network (same config, same tensors).
 
     Integer tensors (counters) are taken from the first file, as are the config and metadata; the
-    metadata records what was averaged."""
+    metadata records ``sources``, the files averaged."""
     if len(states) < 2:
         raise InputError("averaging needs at least two model files")
     first = states[0]
@@ -49,7 +49,7 @@ def average_weights(states: Sequence[dict], sources: Sequence[str] = ()) -> dict
             averaged[name] = (total / len(states)).to(value.dtype)
         else:
             averaged[name] = value
-    metadata = dict(first.get("metadata", {}), averaged_from=list(sources) or len(states))
+    metadata = dict(first.get("metadata", {}), averaged_from=list(sources))
     for own in ("val", "step"):  # the first file's validation scores and step are not the average's
         metadata.pop(own, None)
     return {"model": averaged, "config": dict(first["config"]), "metadata": metadata}
