@@ -24,6 +24,7 @@ from torch import nn
 
 from sparsert.errors import InputError
 from sparsert.config_dicts import from_dict
+from sparsert.models.combine import load_model_file
 from sparsert.models.scm import crop_back, pad_to_multiple
 
 KINDS = ("initial", "two_stage", "deepgrow", "deepedit")
@@ -182,14 +183,7 @@ ClickModel = ICRModel | Ensemble
 def load_icr_model(path: str | Path, device: str | torch.device = "cpu") -> ICRModel:
     """A model written by the trainer (``best.pt``), in evaluation mode on ``device``."""
     path = Path(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: model file not found") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises assorted types for files that are not checkpoints
-        raise InputError(f"{path}: not a readable model file ({exc})") from None
-    if not isinstance(data, dict) or "model" not in data or "config" not in data:
-        raise InputError(f"{path}: not a model file (expected the 'model' and 'config' entries a training run writes)")
+    data = load_model_file(path)
     model = ICRModel(ICRSpec.from_dict(data["config"], path))
     try:
         model.load_state_dict(data["model"])
