@@ -79,6 +79,21 @@ def test_large_volumes_go_through_windows(tmp_path, monkeypatch):
     assert not np.array_equal(windowed, whole)  # the windowed path ran
 
 
+def test_the_context_ensemble_adds_the_training_patch_tiles(tmp_path):
+    model = load_checkpoint(save_tiny_checkpoint(tmp_path))
+    rng = np.random.default_rng(1)
+    # A volume of exactly one tile: both contexts see the same input, so the ensemble is the one pass.
+    ct, mr = rng.random((2, *inference.CONTEXT_TILE), dtype=np.float32)
+    one = inference.predict_probability(model.net, ct, mr, contexts=False, precision="float32")
+    np.testing.assert_allclose(inference.predict_probability(model.net, ct, mr, precision="float32"), one, atol=1e-5)
+    # A larger volume: the tiles see less than the whole, and the mean of the two differs from either.
+    ct, mr = rng.random((2, 40, 70, 90), dtype=np.float32)
+    whole = inference.predict_probability(model.net, ct, mr, contexts=False, precision="float32")
+    mean = inference.predict_probability(model.net, ct, mr, precision="float32")
+    assert mean.shape == whole.shape == ct.shape and 0.0 <= mean.min() and mean.max() <= 1.0
+    assert np.abs(mean - whole).max() > 1e-4
+
+
 def test_bad_checkpoint(tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"model": {}}, path)

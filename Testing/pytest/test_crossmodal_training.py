@@ -215,6 +215,13 @@ def test_train_and_evaluate_through_the_cli(data_dir, tmp_path, capsys):
     assert 0.0 <= result["summary"]["dice"]["mean"] <= 1.0
     assert "over 1 case(s) from 1 model(s)" in capsys.readouterr().out
     assert result["fine_tuning"] is None and not result["cases"][0]["fine_tuned"]
+    assert result["contexts"] and result["precision"] == "auto"
+    # The ablation: the whole-volume pass alone, in float32.
+    single = tmp_path / "single.json"
+    assert main(["evaluate", "crossmodal", "--data", str(data_dir), "--runs", str(out), "--out", str(single),
+                 "--single-context", "--precision", "float32", "--device", "cpu"]) == 0
+    single_result = json.loads(single.read_text())
+    assert not single_result["contexts"] and single_result["precision"] == "float32"
     # The same held-out case after fine-tuning on simulated user scribbles of it.
     tuned = tmp_path / "tuned.json"
     assert main(["evaluate", "crossmodal", "--data", str(data_dir), "--runs", str(out), "--out", str(tuned),

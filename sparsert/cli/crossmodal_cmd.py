@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from sparsert.cli.common import ProgressCallback, add_cohort_options, add_device_option, add_overwrite_option
+from sparsert.cli.common import (
+    ProgressCallback, add_cohort_options, add_device_option, add_overwrite_option, add_precision_option,
+)
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.errors import InputError
 
@@ -39,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="crossmodal", metavar="NAME|PATH",
                         help="registered model name or checkpoint file (default: crossmodal)")
     add_device_option(parser)
+    add_precision_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run)
 
@@ -66,7 +69,7 @@ def run_case(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = segment_tumour(ct, mr, model, transform=transform, ct_name=args.ct, mr_name=args.mr or "MR",
                             scribbles=scribbles, scribbles_name=args.scribbles or "scribbles",
-                            fine_tuning=FineTuning(steps=args.fine_tune_steps))
+                            fine_tuning=FineTuning(steps=args.fine_tune_steps), precision=args.precision)
     seconds = time.perf_counter() - start
     for warning in result.warnings:
         print(f"sparsert crossmodal: warning: {warning}", file=sys.stderr)
@@ -84,6 +87,6 @@ def run_cohort(args: argparse.Namespace) -> int:
 
     dataset = open_dataset(args.data)
     job = CrossModalCohort(dataset, Path(args.out), model=args.model, device=cohort.rank_device(args.device),
-                           overwrite=args.overwrite)
+                           precision=args.precision, overwrite=args.overwrite)
     results = cohort.run(job, dataset.case_ids()[: args.max_cases], args.workers, ProgressCallback("segmenting"))
     return cohort.write_summary(results, job, "summary.json", {"data": str(dataset.root), "model": args.model})

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sparsert.cli import complete_cmd
-from sparsert.cli.common import add_device_option, add_overwrite_option, parse_prescriptions, progress
+from sparsert.cli.common import (
+    add_device_option, add_overwrite_option, add_precision_option, parse_prescriptions, progress,
+)
 from sparsert.cli.data_cmd import DATA_HELP
 from sparsert.io.json_io import write_csv, write_json
 from sparsert.errors import InputError
@@ -187,7 +189,10 @@ def register_crossmodal(kinds: argparse._SubParsersAction) -> None:
                         "before segmenting (default 0: no fine-tuning)")
     parser.add_argument("--scribble-fraction", type=float, default=0.3, metavar="F",
                         help="with --fine-tune-steps: share of the tumour's axial slices scribbled (default 0.3)")
+    parser.add_argument("--single-context", dest="contexts", action="store_false",
+                        help="the whole-volume pass alone instead of the context ensemble (the ablation)")
     add_device_option(parser)
+    add_precision_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run_crossmodal)
 
@@ -206,7 +211,8 @@ def run_crossmodal(args: argparse.Namespace) -> int:
 
         fine_tuning = FineTuning(steps=args.fine_tune_steps)
     result = evaluate_crossmodal(dataset, checkpoints, device=args.device, fine_tuning=fine_tuning,
-                                 scribble_fraction=args.scribble_fraction)
+                                 scribble_fraction=args.scribble_fraction, contexts=args.contexts,
+                                 precision=args.precision)
     if args.out:
         write_json(result, args.out, overwrite=args.overwrite)
     if args.csv:

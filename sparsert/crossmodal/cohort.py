@@ -25,6 +25,7 @@ class CrossModalCohort:
     out_dir: Path
     model: str = DEFAULT_MODEL
     device: str = "cpu"
+    precision: str = "auto"
     overwrite: bool = False
 
     def outputs(self, case_id: str) -> list[Path]:
@@ -36,7 +37,9 @@ class CrossModalCohort:
     def _segment(self, model: CrossModalModel, case_id: str) -> list[Path]:
         case = self.dataset.load(case_id)
         ct, mr = case.images[case.reference_name], case.images.get("mr")
-        result = segment_tumour(ct, mr, model, ct_name=f"{case_id} CT", mr_name=f"{case_id} MR")
+        result = segment_tumour(
+            ct, mr, model, ct_name=f"{case_id} CT", mr_name=f"{case_id} MR", precision=self.precision
+        )
         for warning in result.warnings:
             print(f"sparsert crossmodal: warning: {case_id}: {warning}", file=sys.stderr)
         [path] = self.outputs(case_id)

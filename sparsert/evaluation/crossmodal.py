@@ -62,10 +62,13 @@ def evaluate_crossmodal(
     fine_tuning: FineTuning | None = None,
     scribble_fraction: float = 0.3,
     scribble_seed: int = 1,
+    contexts: bool = True,
+    precision: str = "auto",
     on_case: Callable[[str], None] | None = None,
 ) -> dict:
     """Per-case scores of every checkpoint on its held-out cases, and their summary; with
-    ``fine_tuning``, after fine-tuning on scribbles over ``scribble_fraction`` of the tumour's slices."""
+    ``fine_tuning``, after fine-tuning on scribbles over ``scribble_fraction`` of the tumour's slices;
+    ``contexts`` and ``precision``: see :func:`segment_tumour`."""
     rows = []
     for checkpoint in checkpoints:
         model = load_checkpoint(checkpoint, device)
@@ -80,7 +83,7 @@ def evaluate_crossmodal(
             result = segment_tumour(
                 case.images["ct"], case.images.get("mr"), model,
                 ct_name=str(case.files.get("ct", case_id)), mr_name=str(case.files.get("mr", case_id)),
-                scribbles=scribbles, fine_tuning=fine_tuning,
+                contexts=contexts, precision=precision, scribbles=scribbles, fine_tuning=fine_tuning,
             )
             seconds = time.perf_counter() - start
             predicted, reference = result[TUMOUR].mask, case.structures[GTV].mask
@@ -103,7 +106,9 @@ def evaluate_crossmodal(
         summary[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "median": float(np.median(values))}
     settings = None if fine_tuning is None else {
         **vars(fine_tuning), "scribble_fraction": scribble_fraction, "scribble_seed": scribble_seed}
-    return {"n_cases": len(rows), "n_models": len(checkpoints), "fine_tuning": settings, "summary": summary, "cases": rows}
+    return {"n_cases": len(rows), "n_models": len(checkpoints), "contexts": contexts, "precision": precision,
+            "fine_tuning": settings,
+            "summary": summary, "cases": rows}
 
 
 def user_scribbles(case, slice_fraction: float, seed: int, body_threshold_hu: float) -> Segmentation:
