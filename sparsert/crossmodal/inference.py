@@ -99,7 +99,7 @@ def predict_probability(
     with inference_autocast(net, precision):
         if ct.size <= WHOLE_VOLUME_MAX_VOXELS:
             padded, size = pad_to_multiple(x, net.config.size_multiple)
-            prob = crop_back(fused(padded), size).float()
+            prob = crop_back(fused(padded), size)
         else:
             prob = sliding_window_inference(x, WINDOW, 1, fused, overlap=0.25, mode="gaussian")
         if contexts:

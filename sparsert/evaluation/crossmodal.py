@@ -107,8 +107,7 @@ def evaluate_crossmodal(
     settings = None if fine_tuning is None else {
         **vars(fine_tuning), "scribble_fraction": scribble_fraction, "scribble_seed": scribble_seed}
     return {"n_cases": len(rows), "n_models": len(checkpoints), "contexts": contexts, "precision": precision,
-            "fine_tuning": settings,
-            "summary": summary, "cases": rows}
+            "fine_tuning": settings, "summary": summary, "cases": rows}
 
 
 def user_scribbles(case, slice_fraction: float, seed: int, body_threshold_hu: float) -> Segmentation:
