@@ -41,7 +41,7 @@ class BenchSettings:
     threads: int | None = None  # torch threads (None: torch's own choice)
     seed: int = 0  # scribble simulation
     clicks: int = 5  # simulated clicks per interactive case
-    precision: str = "auto"  # of the completion and dose networks; the report gives the resolved one
+    precision: str = "auto"  # of the completion, dose and cross-modal networks; the report gives the resolved one
 
 
 def run_bench(settings: BenchSettings, on_workload: Callable[[dict], None] | None = None) -> dict:

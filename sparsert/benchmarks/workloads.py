@@ -75,7 +75,7 @@ class Job:
     threads: int = 1
     seed: int = 0
     clicks: int = 5
-    precision: str = "auto"  # of the completion and dose networks
+    precision: str = "auto"  # of the completion, dose and cross-modal networks
 
 
 class Workload(ABC):
@@ -211,7 +211,7 @@ class CrossModal(Workload):
     def run(self, model: CrossModalModel, inputs: tuple[Volume, Volume | None], watch: Stopwatch, job: Job) -> None:
         ct, mr = inputs
         with watch.step("segmentation"):
-            segment_tumour(ct, mr, model)
+            segment_tumour(ct, mr, model, precision=job.precision)
 
 
 WORKLOADS: dict[str, Workload] = {
