@@ -51,7 +51,8 @@ def predict_probabilities(
         mirrored_roi, mirrored_probs = _network_probabilities(net, *mirrored, spacing_kji, precision)
         # The region of interest is the scribbles' box, so the mirrored pass's is its mirror image.
         assert mirrored_roi[-1] == mirror_slice(roi[-1], image.shape[-1]) and mirrored_roi[:-1] == roi[:-1]
-        probs = 0.5 * (probs + mirrored_probs[..., ::-1])
+        probs += mirrored_probs[..., ::-1]
+        probs *= 0.5
     # Averaged and filled in on the region of interest only: outside it every probability is zero, and
     # full-volume arithmetic on one volume per structure cost about a quarter of the completion time.
     full = np.zeros(structures.shape, dtype=np.float32)

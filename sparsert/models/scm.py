@@ -75,8 +75,8 @@ class SCMNet(nn.Module):
         self.head = FullResolutionHead(head_inputs, config.head_channels) if config.head_channels else None
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
-        """l2-normalised voxel features, (B, C, D, H, W)."""
-        return F.normalize(self.encoder(image), dim=1)
+        """l2-normalised voxel features, (B, C, D, H, W), in float32."""
+        return unit_channels(self.encoder(image))
 
     @staticmethod
     def centroids(features: torch.Tensor, scribbles: torch.Tensor) -> torch.Tensor:
@@ -134,6 +134,16 @@ class FullResolutionHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.body(x))
+
+
+def unit_channels(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``x`` divided by its l2 norm over the channel axis (as ``F.normalize(x, dim=1)``), in float32.
+
+    Written out because torch's vector norm over the channel axis of a 5D tensor is several times
+    slower on a CPU than this sum of squares (0.44 s against 0.10 s for 16 x 80 x 160 x 160).
+    """
+    x = x.float()
+    return x / x.square().sum(1, keepdim=True).sqrt().clamp_min(eps)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
