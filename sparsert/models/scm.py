@@ -85,14 +85,16 @@ class SCMNet(nn.Module):
         The mean is taken over the already-normalised voxel features, then normalised itself so that
         the dot product with a voxel feature is a cosine similarity.
         """
-        weights = scribbles.flatten(2)  # B, K, N
+        weights = scribbles.flatten(2).to(features.dtype)  # B, K, N
         counts = weights.sum(-1, keepdim=True).clamp_min(1.0)
-        means = torch.einsum("bkn,bcn->bkc", weights, features.flatten(2)) / counts
+        # (B, C, N) @ (B, N, K) reads both operands in place; the einsum it replaces copied the features.
+        means = torch.bmm(features.flatten(2), weights.transpose(1, 2)).transpose(1, 2) / counts
         return F.normalize(means, dim=-1)
 
     def similarities(self, features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
         """Coarse class logits: cosine similarity / temperature, (B, K, D, H, W)."""
-        return torch.einsum("bcdhw,bkc->bkdhw", features, centroids) / self.config.temperature
+        sims = torch.bmm(centroids.to(features.dtype), features.flatten(2)) / self.config.temperature
+        return sims.view(sims.shape[:2] + features.shape[2:])
 
     def decode(
         self,
