@@ -136,6 +136,21 @@ def test_working_grid_and_mirroring():
     assert tuple(s.stop for s in region) == (3, 5, 5)
 
 
+@pytest.mark.parametrize("shape", [(7, 9, 5), (30, 40, 13)])
+def test_working_grid_averages_as_torchs_area_interpolation_values_and_gradients(shape):
+    # A mask channel non-zero in a small box, a dense channel and an empty one; down- and upsampled axes.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.zeros(2, 3, 20, 17, 13, dtype=torch.float64)
+    x[:, 0, 3:9, 2:8, 4:10] = torch.rand(2, 6, 6, 6, generator=generator, dtype=torch.float64)
+    x[:, 1] = torch.rand(2, 20, 17, 13, generator=generator, dtype=torch.float64) - 0.5
+    expected = torch.nn.functional.interpolate(x, size=shape, mode="area")
+    torch.testing.assert_close(to_working(x, shape), expected, rtol=0, atol=1e-12)
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad((to_working(x, shape) ** 2).sum(), x)
+    (expected_grad,) = torch.autograd.grad((torch.nn.functional.interpolate(x, size=shape, mode="area") ** 2).sum(), x)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-12)
+
+
 def test_windows_cover_only_the_body_box():
     from sparsert.dose.predict import network_dose
 

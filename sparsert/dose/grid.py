@@ -25,8 +25,55 @@ def working_shape(shape: Sequence[int], spacing_kji: Sequence[float], working_sp
 
 
 def to_working(channels: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """(B, C, *ct_shape) -> (B, C, *shape) by area averaging."""
-    return F.interpolate(channels, size=tuple(shape), mode="area")
+    """(B, C, *ct_shape) -> (B, C, *shape) by area averaging: ``F.interpolate(mode="area")``'s bins and
+    values (to float rounding), each channel averaged over only the box where it is non-zero (unless
+    it needs gradients).
+
+    Written out because most channels are masks of small organs: torch's adaptive average pooling
+    of all 11 channels of a 128^3 CT took about 30 % of a dose prediction, this a third of that.
+    """
+    out = channels.new_zeros(channels.shape[:2] + tuple(shape))
+    averaging = [_area_matrix(n_in, n_out, channels) for n_in, n_out in zip(channels.shape[2:], shape)]
+    for b in range(channels.shape[0]):
+        for c in range(channels.shape[1]):
+            x = channels[b, c]
+            # Under autograd every voxel gets its gradient, zero or not (soft masks in end-to-end training).
+            box = tuple(slice(0, n) for n in x.shape) if x.requires_grad else _nonzero_box(x)
+            if box is None:
+                continue
+            rows = [_bins_touching(a, s) for a, s in zip(averaging, box)]
+            ak, aj, ai = (a[r, s] for a, r, s in zip(averaging, rows, box))
+            y = aj @ (x[box] @ ai.T)  # (k, j', i'): the in-plane axes, one slice at a time
+            y = (ak @ y.reshape(y.shape[0], -1)).reshape(ak.shape[0], aj.shape[0], ai.shape[0])
+            out[(b, c) + tuple(rows)] = y
+    return out
+
+
+def _area_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in) matrix averaging adaptive pooling's bins: bin o covers floor(o n_in / n_out) up to
+    ceil((o + 1) n_in / n_out)."""
+    o = torch.arange(n_out)[:, None]
+    i = torch.arange(n_in)[None]
+    inside = (i >= (o * n_in) // n_out) & (i < -(-(o + 1) * n_in // n_out))
+    inside = inside.to(like.dtype)
+    return inside / inside.sum(1, keepdim=True)
+
+
+def _nonzero_box(x: torch.Tensor) -> tuple[slice, ...] | None:
+    nonzero = x != 0
+    box = []
+    for axis in range(x.dim()):
+        inside = torch.nonzero(nonzero.any(dim=tuple(a for a in range(x.dim()) if a != axis))).flatten()
+        if inside.numel() == 0:
+            return None
+        box.append(slice(int(inside[0]), int(inside[-1]) + 1))
+    return tuple(box)
+
+
+def _bins_touching(matrix: torch.Tensor, inputs: slice) -> slice:
+    """The output bins (rows of ``matrix``) that average any of the ``inputs``."""
+    rows = torch.nonzero(matrix[:, inputs].any(1)).flatten()
+    return slice(int(rows[0]), int(rows[-1]) + 1)
 
 
 def to_ct_grid(dose: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
