@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sparsert.errors import InputError  # noqa: E402
-from sparsert.models.combine import average_weights, load_model_file, with_refiner  # noqa: E402
+from sparsert.models.combine import average_weights, with_refiner  # noqa: E402
+from sparsert.models.model_file import read_model_file  # noqa: E402
 
 
 def main() -> int:
@@ -31,7 +32,7 @@ def main() -> int:
     if args.out.exists():
         parser.error(f"{args.out} exists; choose another output file")
     try:
-        states = [load_model_file(path) for path in args.inputs]
+        states = [read_model_file(path) for path in args.inputs]
         if args.operation == "average":
             combined = average_weights(states, [str(path) for path in args.inputs])
         else:

@@ -12,7 +12,8 @@ import torch
 
 from sparsert.dose.predict import load_dose_checkpoint
 from sparsert.errors import InputError
-from sparsert.models.combine import average_weights, load_model_file, with_refiner
+from sparsert.models.combine import average_weights, with_refiner
+from sparsert.models.model_file import read_model_file
 from sparsert.models.dose_rmt import DoseNet, DoseNetConfig
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "combine_models.py"
@@ -30,7 +31,7 @@ def model_file(path: Path, seed: int, config: DoseNetConfig = SMALL) -> Path:
 
 def test_the_average_of_three_files_is_the_mean_of_each_weight_and_loads_as_a_dose_model(tmp_path):
     paths = [model_file(tmp_path / f"m{seed}.pt", seed) for seed in range(3)]
-    states = [load_model_file(p) for p in paths]
+    states = [read_model_file(p) for p in paths]
     averaged = average_weights(states, [str(p) for p in paths])
     name = next(k for k, v in states[0]["model"].items() if v.is_floating_point() and v.numel() > 1)
     expected = (states[0]["model"][name] + states[1]["model"][name] + states[2]["model"][name]) / 3
@@ -44,8 +45,8 @@ def test_the_average_of_three_files_is_the_mean_of_each_weight_and_loads_as_a_do
 
 
 def test_only_files_of_one_network_are_averaged(tmp_path):
-    one = load_model_file(model_file(tmp_path / "a.pt", 0))
-    other = load_model_file(model_file(tmp_path / "b.pt", 1, replace(SMALL, widths=(4, 8, 8, 16))))
+    one = read_model_file(model_file(tmp_path / "a.pt", 0))
+    other = read_model_file(model_file(tmp_path / "b.pt", 1, replace(SMALL, widths=(4, 8, 8, 16))))
     with pytest.raises(InputError, match="another network config"):
         average_weights([one, other], ["a.pt", "b.pt"])
     with pytest.raises(InputError, match="at least two"):
@@ -53,8 +54,8 @@ def test_only_files_of_one_network_are_averaged(tmp_path):
 
 
 def test_a_refiner_moves_onto_another_network_and_only_the_refiner(tmp_path):
-    base = load_model_file(model_file(tmp_path / "base.pt", 0))
-    refined = load_model_file(model_file(tmp_path / "refined.pt", 1, replace(SMALL, refiner_width=4)))
+    base = read_model_file(model_file(tmp_path / "base.pt", 0))
+    refined = read_model_file(model_file(tmp_path / "refined.pt", 1, replace(SMALL, refiner_width=4)))
     combined = with_refiner(base, refined, "refined.pt")
     assert combined["config"]["refiner_width"] == 4
     assert combined["metadata"]["refiner"]["taken_from"] == "refined.pt"

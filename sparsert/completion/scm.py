@@ -14,6 +14,7 @@ from sparsert.completion.scm_forward import Box, bounding_box, scm_pass
 from sparsert.device import inference_autocast, resolve_device
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Volume
+from sparsert.models.model_file import building_from, read_model_file
 from sparsert.models.registry import resolve_weights
 from sparsert.models.scm import SCMConfig, SCMNet
 from sparsert.preprocessing.ct import ct_channels
@@ -28,10 +29,11 @@ def load_scm(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cp
 
 
 def load_scm_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> SCMNet:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    # Weights saved before the full-resolution head existed have none.
-    net = SCMNet(SCMConfig.from_dict({"head_channels": 0, **state["config"]}))
-    net.load_state_dict(state["model"])
+    state = read_model_file(path, "scribble-completion checkpoint")
+    with building_from(path, "scribble-completion checkpoint"):
+        # Weights saved before the full-resolution head existed have none.
+        net = SCMNet(SCMConfig.from_dict({"head_channels": 0, **state["config"]}))
+        net.load_state_dict(state["model"])
     return net.to(resolve_device(device)).eval()
 
 

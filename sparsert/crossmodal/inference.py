@@ -21,11 +21,11 @@ from torch import nn
 from sparsert.crossmodal.preprocess import PreprocessConfig, prepare_inputs
 from sparsert.data.sts import GTV_COLOR
 from sparsert.device import inference_autocast, resolve_device
-from sparsert.errors import InputError
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Volume, resample
 from sparsert.masks import largest_component
 from sparsert.models.cmfnet import CmFNetConfig, build_network
+from sparsert.models.model_file import building_from, read_model_file
 from sparsert.models.registry import resolve_weights
 from sparsert.models.scm import crop_back, pad_to_multiple
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "crossmodal"
 TASK = "crossmodal"
 TUMOUR = "Tumour"
+CHECKPOINT_KIND = "cross-modal segmentation checkpoint"
 # Larger working volumes go through overlapping windows (bounded memory and time).
 WHOLE_VOLUME_MAX_VOXELS = 128 * 128 * 96
 WINDOW = (64, 128, 128)
@@ -73,13 +74,11 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> CrossModalModel:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_model_file(path, CHECKPOINT_KIND)
+    with building_from(path, CHECKPOINT_KIND):
         net = build_network(CmFNetConfig.from_dict(state["config"]))
         net.load_state_dict(state["model"])
         preprocessing = PreprocessConfig.from_dict(state["metadata"]["preprocessing"])
-    except (KeyError, TypeError, RuntimeError, EOFError) as exc:
-        raise InputError(f"{path}: not a cross-modal segmentation checkpoint ({type(exc).__name__}: {exc})") from None
     return CrossModalModel(net.to(resolve_device(device)).eval(), preprocessing, str(path))
 
 

@@ -17,6 +17,7 @@ from sparsert.errors import InputError
 from sparsert.io.segmentation import Segmentation
 from sparsert.io.volume import Volume
 from sparsert.models.dose_rmt import DoseNet, DoseNetConfig, DoseRefiner
+from sparsert.models.model_file import building_from, read_model_file
 from sparsert.models.registry import resolve_weights
 from sparsert.roles import StructureRole
 
@@ -62,18 +63,19 @@ def load_dose_model(name_or_path: str = MASK_MODEL, device: str | torch.device =
 
 
 def load_dose_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> DoseModel:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net = DoseNet(DoseNetConfig.from_dict(state["config"]))
-    net.load_state_dict(state["model"])
-    metadata = state.get("metadata", {})
-    return DoseModel(
-        net=net.to(resolve_device(device)).eval(),
-        working_spacing_kji=tuple(metadata["working_spacing_kji"]),
-        domain=metadata.get("domain", {}),
-        window=tuple(metadata["crop"]) if "crop" in metadata else None,
-        source=str(path),
-        prompt=metadata.get("prompt", "mask"),
-    )
+    state = read_model_file(path, "dose-prediction checkpoint")
+    with building_from(path, "dose-prediction checkpoint"):
+        net = DoseNet(DoseNetConfig.from_dict(state["config"]))
+        net.load_state_dict(state["model"])
+        metadata = state.get("metadata", {})
+        return DoseModel(
+            net=net.to(resolve_device(device)).eval(),
+            working_spacing_kji=tuple(metadata["working_spacing_kji"]),
+            domain=metadata.get("domain", {}),
+            window=tuple(metadata["crop"]) if "crop" in metadata else None,
+            source=str(path),
+            prompt=metadata.get("prompt", "mask"),
+        )
 
 
 def takes_scribbles(model: DoseModel, prompt: str) -> bool:

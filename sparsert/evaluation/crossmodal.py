@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from sparsert.crossmodal.finetune import FineTuning
-from sparsert.crossmodal.inference import TUMOUR, load_checkpoint, segment_tumour
+from sparsert.crossmodal.inference import CHECKPOINT_KIND, TUMOUR, load_checkpoint, segment_tumour
 from sparsert.crossmodal.preprocess import body_mask, ct_in_hu
 from sparsert.data.datasets import Dataset
 from sparsert.data.sts import GTV
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.metrics.segmentation import average_surface_distance, dice, hd95
+from sparsert.models.model_file import read_model_file
 from sparsert.scribbles import simulate_scribbles
 
 METRICS = ("dice", "asd_mm", "hd95_mm")
@@ -47,7 +48,7 @@ def fold_checkpoints(runs: list[Path]) -> list[Path]:
 
 
 def held_out_cases(checkpoint: Path) -> list[str]:
-    metadata = torch.load(checkpoint, map_location="cpu", weights_only=True).get("metadata", {})
+    metadata = read_model_file(checkpoint, CHECKPOINT_KIND).get("metadata", {})
     cases = metadata.get("test_cases")
     if not cases:
         raise InputError(f"{checkpoint}: records no held-out cases (train it with `sparsert train crossmodal`)")

@@ -9,26 +9,10 @@ trained full-resolution refiner on a dose network trained without one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-
-import torch
 
 from sparsert.errors import InputError
 
 REFINER_PREFIX = "refiner."
-
-
-def load_model_file(path: str | Path) -> dict:
-    """A model file's dict (on the CPU), or an InputError saying why ``path`` is not one."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: model file not found") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises assorted types for files that are not checkpoints
-        raise InputError(f"{path}: not a readable model file ({exc})") from None
-    if not isinstance(state, dict) or not {"model", "config"} <= state.keys():
-        raise InputError(f"{path}: not a model file (expected the 'model' and 'config' entries a training run writes)")
-    return state
 
 
 def average_weights(states: Sequence[dict], sources: Sequence[str]) -> dict:

@@ -24,7 +24,7 @@ from torch import nn
 
 from sparsert.errors import InputError
 from sparsert.config_dicts import from_dict
-from sparsert.models.combine import load_model_file
+from sparsert.models.model_file import building_from, read_model_file
 from sparsert.models.scm import crop_back, pad_to_multiple
 
 KINDS = ("initial", "two_stage", "deepgrow", "deepedit")
@@ -183,8 +183,9 @@ ClickModel = ICRModel | Ensemble
 def load_icr_model(path: str | Path, device: str | torch.device = "cpu") -> ICRModel:
     """A model written by the trainer (``best.pt``), in evaluation mode on ``device``."""
     path = Path(path)
-    data = load_model_file(path)
-    model = ICRModel(ICRSpec.from_dict(data["config"], path))
+    data = read_model_file(path, "click-refinement checkpoint")
+    with building_from(path, "click-refinement checkpoint"):
+        model = ICRModel(ICRSpec.from_dict(data["config"], path))
     try:
         model.load_state_dict(data["model"])
     except RuntimeError as exc:
