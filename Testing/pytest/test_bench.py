@@ -73,7 +73,7 @@ def test_results_markdown(bench):
     for name in MISSING:
         assert f"- {name} (skipped): not available: " in text
     assert "benchmarks/training_throughput.py" in text  # where training throughput is measured
-    assert "completion and dose networks in bfloat16" in text
+    assert "completion, dose and cross-modal networks in bfloat16" in text
 
 
 def test_existing_results_are_kept(bench, capsys):

@@ -47,7 +47,7 @@ def markdown(result: dict) -> str:
         f"Load average at the start: {load}.",
         "",
         f"Data: {_data_line(result['workloads'])}. Cases per workload: {cases}; scribble seed {settings['seed']}; "
-        f"up to {settings['clicks']} simulated clicks per interactive case; completion and dose networks in "
+        f"up to {settings['clicks']} simulated clicks per interactive case; completion, dose and cross-modal networks in "
         f"{settings.get('precision', 'float32')}.",
         "",
         NOTES,
