@@ -60,6 +60,7 @@ def _area_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def _nonzero_box(x: torch.Tensor) -> tuple[slice, ...] | None:
+    """The bounding box of the non-zero voxels of ``x``; None when there are none."""
     nonzero = x != 0
     box = []
     for axis in range(x.dim()):

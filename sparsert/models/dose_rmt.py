@@ -219,7 +219,9 @@ class DoseUNet(nn.Module):
             x = stage(x, masks)
             skips.append(x)
         for i in reversed(range(len(self.decoder))):
-            x = F.interpolate(x.contiguous(memory_format=torch.channels_last_3d), size=skips[i].shape[2:], mode="trilinear", align_corners=False)
+            # Channels-last: torch's trilinear upsampling of bfloat16 is several times faster so (same values).
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+            x = F.interpolate(x, size=skips[i].shape[2:], mode="trilinear", align_corners=False)
             x = self.decoder[i](torch.cat([x, skips[i]], 1))
         # The head in float32 even under bfloat16 autocast: bfloat16's 8-bit mantissa would round the dose
         # to steps of 0.4% of the prescription (0.3 Gy at 70 Gy).
