@@ -20,6 +20,7 @@ from sparsert.models.scm import SCMConfig, SCMNet
 from sparsert.preprocessing.ct import ct_channels
 
 DEFAULT_MODEL = "scm"
+CHECKPOINT_KIND = "scribble-completion checkpoint"
 
 
 def load_scm(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> SCMNet:
@@ -29,8 +30,8 @@ def load_scm(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cp
 
 
 def load_scm_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> SCMNet:
-    state = read_model_file(path, "scribble-completion checkpoint")
-    with building_from(path, "scribble-completion checkpoint"):
+    state = read_model_file(path, CHECKPOINT_KIND)
+    with building_from(path, CHECKPOINT_KIND):
         # Weights saved before the full-resolution head existed have none.
         net = SCMNet(SCMConfig.from_dict({"head_channels": 0, **state["config"]}))
         net.load_state_dict(state["model"])

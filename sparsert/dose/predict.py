@@ -24,6 +24,7 @@ from sparsert.roles import StructureRole
 # The registered models: one trained on dense structures, one on structures completed from scribbles.
 MASK_MODEL = "dose-mask"
 SCRIBBLE_MODEL = "dose-scribble"
+CHECKPOINT_KIND = "dose-prediction checkpoint"
 PAROTIDS = (ORGANS.index("RightParotid"), ORGANS.index("LeftParotid"))
 # How far outside the training cases' range a case may lie before it is refused as out of domain.
 DOMAIN_MARGIN = 1.5
@@ -63,19 +64,20 @@ def load_dose_model(name_or_path: str = MASK_MODEL, device: str | torch.device =
 
 
 def load_dose_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> DoseModel:
-    state = read_model_file(path, "dose-prediction checkpoint")
-    with building_from(path, "dose-prediction checkpoint"):
+    state = read_model_file(path, CHECKPOINT_KIND)
+    with building_from(path, CHECKPOINT_KIND):
         net = DoseNet(DoseNetConfig.from_dict(state["config"]))
         net.load_state_dict(state["model"])
         metadata = state.get("metadata", {})
-        return DoseModel(
-            net=net.to(resolve_device(device)).eval(),
-            working_spacing_kji=tuple(metadata["working_spacing_kji"]),
-            domain=metadata.get("domain", {}),
-            window=tuple(metadata["crop"]) if "crop" in metadata else None,
-            source=str(path),
-            prompt=metadata.get("prompt", "mask"),
-        )
+        working_spacing_kji = tuple(metadata["working_spacing_kji"])
+    return DoseModel(
+        net=net.to(resolve_device(device)).eval(),
+        working_spacing_kji=working_spacing_kji,
+        domain=metadata.get("domain", {}),
+        window=tuple(metadata["crop"]) if "crop" in metadata else None,
+        source=str(path),
+        prompt=metadata.get("prompt", "mask"),
+    )
 
 
 def takes_scribbles(model: DoseModel, prompt: str) -> bool:

@@ -27,6 +27,7 @@ from sparsert.config_dicts import from_dict
 from sparsert.models.model_file import building_from, read_model_file
 from sparsert.models.scm import crop_back, pad_to_multiple
 
+CHECKPOINT_KIND = "click-refinement checkpoint"
 KINDS = ("initial", "two_stage", "deepgrow", "deepedit")
 
 
@@ -183,8 +184,8 @@ ClickModel = ICRModel | Ensemble
 def load_icr_model(path: str | Path, device: str | torch.device = "cpu") -> ICRModel:
     """A model written by the trainer (``best.pt``), in evaluation mode on ``device``."""
     path = Path(path)
-    data = read_model_file(path, "click-refinement checkpoint")
-    with building_from(path, "click-refinement checkpoint"):
+    data = read_model_file(path, CHECKPOINT_KIND)
+    with building_from(path, CHECKPOINT_KIND):
         model = ICRModel(ICRSpec.from_dict(data["config"], path))
     try:
         model.load_state_dict(data["model"])
