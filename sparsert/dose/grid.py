@@ -103,12 +103,12 @@ def body_box(channels: torch.Tensor, least: Sequence[int]) -> tuple[slice, ...]:
     centre to at least ``least`` voxels per axis where the volume allows; the whole volume when the
     body is empty."""
     body = channels[:, BODY_CHANNEL].amax(0) > 0
+    tight = _nonzero_box(body)
+    if tight is None:
+        return tuple(slice(0, size) for size in body.shape)
     box = []
-    for axis, (n, m) in enumerate(zip(body.shape, least)):
-        inside = torch.nonzero(body.any(dim=tuple(a for a in range(body.dim()) if a != axis))).flatten()
-        if inside.numel() == 0:
-            return tuple(slice(0, size) for size in body.shape)
-        lo, hi = int(inside[0]), int(inside[-1]) + 1
+    for inside, n, m in zip(tight, body.shape, least):
+        lo, hi = inside.start, inside.stop
         size = max(hi - lo, min(m, n))
         lo = min(max(0, lo - (size - (hi - lo)) // 2), n - size)
         box.append(slice(lo, lo + size))
