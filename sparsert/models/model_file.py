@@ -23,7 +23,7 @@ def read_model_file(path: str | Path, kind: str = "model file") -> dict:
     except FileNotFoundError:
         raise InputError(f"{path}: model file not found") from None
     except Exception as exc:  # noqa: BLE001 - torch raises assorted types for files that are not checkpoints
-        raise InputError(f"{path}: not a readable model file ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: not a readable model file ({_first_line(exc)})") from None
     if not isinstance(state, dict) or not {"model", "config"} <= state.keys():
         raise InputError(f"{path}: not a {kind} (expected the 'model' and 'config' entries a training run writes)")
     return state
@@ -36,9 +36,14 @@ def building_from(path: str | Path, kind: str) -> Iterator[None]:
     try:
         yield
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else ""
+        detail = _first_line(exc)
         if isinstance(exc, InputError):
             detail = detail.removeprefix(f"{path}: ")  # the config's own message, which may name the file too
         else:
             detail = f"{type(exc).__name__}: {detail}"
         raise InputError(f"{path}: not a {kind} ({detail})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (torch's run to many lines), or its type when it has none."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
