@@ -76,6 +76,23 @@ def test_a_head_widened_from_trained_weights_computes_what_they_did(tiny_openkbp
         load_initial_weights(SCMNet(SCMConfig(**{**narrow.to_dict(), "head_channels": 2})), str(weights))
 
 
+def test_the_head_normalises_each_channel_as_instance_normalisation_did():
+    # The shipped weights were trained with instance normalisation in the head; its channels-last
+    # group normalisation (one group per channel) must compute the same function.
+    torch.manual_seed(0)
+    head = SCMNet(SCMConfig(head_channels=8)).head.eval()
+    torch.nn.init.normal_(head.out.weight)
+    x = torch.randn(2, head.body[0].conv.in_channels, 10, 12, 14) * 3 + 1
+
+    def channels_first_instance_norm(t: torch.Tensor) -> torch.Tensor:
+        for block in head.body:
+            t = block.adn.A(torch.nn.functional.instance_norm(block.conv(t)))
+        return head.out(t)
+
+    with torch.no_grad():
+        torch.testing.assert_close(head(x), channels_first_instance_norm(x), atol=1e-5, rtol=1e-5)
+
+
 def test_weights_of_another_network_are_refused():
     other = SCMNet(SCMConfig(encoder_channels=(4, 8, 16, 32)))
     with pytest.raises(InputError, match="do not fit"):

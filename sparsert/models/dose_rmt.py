@@ -252,7 +252,9 @@ class DoseRefiner(nn.Module):
 
     def forward(self, channels: torch.Tensor, dose: torch.Tensor) -> torch.Tensor:
         """(B, 1, *shape) refined dose from (B, C, *shape) channels and the interpolated dose, both on the CT grid."""
-        residual = self.body(torch.cat([channels, dose.to(channels.dtype)], 1))
+        # Channels-last: a CPU's convolutions take about half their time so (the same values).
+        x = torch.cat([channels, dose.to(channels.dtype)], 1).contiguous(memory_format=torch.channels_last_3d)
+        residual = self.body(x)
         return dose.float() + residual.float()
 
 

@@ -122,20 +122,25 @@ class FullResolutionHead(nn.Module):
     """A correction to the decoder's logit from full-resolution convolutions over its inputs and logit.
 
     The last layer starts at zero, so a head added to trained weights starts from their output.
+    It runs channels-last: at full resolution it is most of the completion time, and a CPU's bfloat16
+    convolutions take about a third of their time so. Its normalisation is instance normalisation
+    written as a group normalisation with one group per channel (the same values, no weights), which
+    keeps channels-last where torch's instance normalisation returns the channels-first layout.
     """
 
     def __init__(self, in_channels: int, channels: int) -> None:
         super().__init__()
+        per_channel = ("GROUP", {"num_groups": channels, "affine": False})
         self.body = nn.Sequential(
-            Convolution(3, in_channels, channels, kernel_size=3, act="PRELU", norm="INSTANCE"),
-            Convolution(3, channels, channels, kernel_size=3, act="PRELU", norm="INSTANCE"),
+            Convolution(3, in_channels, channels, kernel_size=3, act="PRELU", norm=per_channel),
+            Convolution(3, channels, channels, kernel_size=3, act="PRELU", norm=per_channel),
         )
         self.out = nn.Conv3d(channels, 1, kernel_size=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(x))
+        return self.out(self.body(x.contiguous(memory_format=torch.channels_last_3d)))
 
 
 def unit_channels(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
