@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sparsert.dose.grid import body_box, flip_lr, pad_to_multiple, to_working, working_shape
 from sparsert.dose.inputs import BODY_CHANNEL, ORGAN_CHANNELS, ORGANS, TARGET_CHANNEL, dose_inputs
@@ -12,7 +13,7 @@ from sparsert.errors import InputError
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry, Volume
 from sparsert.losses.dose import dose_losses, masked_l1, ranking
-from sparsert.models.dose_rmt import DoseNet, DoseNetConfig, RetentionBlock, axis_decay, manhattan_decay
+from sparsert.models.dose_rmt import ConvBlock, DoseNet, DoseNetConfig, RetentionBlock, axis_decay, manhattan_decay
 from sparsert.roles import StructureRole
 
 SHAPE = (8, 16, 16)
@@ -109,6 +110,26 @@ def test_networks_give_dose_at_the_input_resolution_and_learn(config):
         loss.backward()
         optimiser.step()
     assert net(x).shape == y.shape and float(loss) < first
+
+
+def test_conv_blocks_normalise_each_channel_as_instance_normalisation_did():
+    # The shipped weights were trained with InstanceNorm3d(affine=True); the channels-last group
+    # normalisation with one group per channel must compute the same function with the same weights.
+    torch.manual_seed(0)
+    block = ConvBlock(5, 6).eval()
+    for norm in (block.body[1], block.body[4]):
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    x = torch.randn(2, 5, 8, 10, 12) * 3 + 1
+
+    def channels_first(t: torch.Tensor) -> torch.Tensor:
+        conv1, norm1, act, conv2, norm2 = block.body
+        y = act(F.instance_norm(conv1(t), weight=norm1.weight, bias=norm1.bias))
+        y = F.instance_norm(conv2(y), weight=norm2.weight, bias=norm2.bias)
+        return F.leaky_relu(y + block.skip(t), 0.01)
+
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), channels_first(x), atol=1e-5, rtol=1e-5)
 
 
 def test_losses_by_hand():
