@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from sparsert.allocator import keep_freed_memory
 from sparsert.benchmarks.measure import Stopwatch, current_rss_mb, peak_rss_mb, reset_peak_rss, serve
 from sparsert.completion import completer
 from sparsert.completion.evaluate import DEFAULT_OPTIONS
@@ -271,5 +272,6 @@ def measure(job: Job) -> dict:
 
 
 if __name__ == "__main__":
-    # The measuring process started by sparsert.benchmarks.measure.run_isolated.
+    # The measuring process started by sparsert.benchmarks.measure.run_isolated, set up as the command line's.
+    keep_freed_memory()
     raise SystemExit(serve(lambda job: measure(Job(**{**job, "case_ids": tuple(job["case_ids"])})), sys.argv[1:]))

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from sparsert import __version__
+from sparsert.allocator import keep_freed_memory
 from sparsert.cli import (
     bench_cmd, complete_cmd, crossmodal_cmd, data_cmd, demo_cmd, dicom_cmd, dose_cmd, evaluate_cmd, refine_cmd, scene_cmd,
     train_cmd,
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return int(args.run(args) or 0)
     except SparseRTError as exc:
