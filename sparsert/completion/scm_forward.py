@@ -39,12 +39,15 @@ class SCMPass:
 
 
 def bounding_box(mask: np.ndarray, margin_vox: tuple[int, int, int], shape: tuple[int, ...]) -> Box | None:
-    idx = np.nonzero(mask)
-    if len(idx[0]) == 0:
-        return None
-    return tuple(
-        slice(max(0, int(i.min()) - m), min(s, int(i.max()) + m + 1)) for i, m, s in zip(idx, margin_vox, shape)
-    )  # type: ignore[return-value]
+    """The box of ``mask``'s voxels grown by ``margin_vox`` within ``shape``; None when the mask is empty."""
+    box = []
+    for axis, m, s in zip(range(mask.ndim), margin_vox, shape):
+        # From the mask's projection on each axis: far faster than listing its voxels when it is dense.
+        inside = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if inside.size == 0:
+            return None
+        box.append(slice(max(0, int(inside[0]) - m), min(s, int(inside[-1]) + m + 1)))
+    return tuple(box)  # type: ignore[return-value]
 
 
 def margin_voxels(margin_mm: tuple[float, float, float], spacing_kji: tuple[float, float, float]) -> tuple[int, int, int]:
