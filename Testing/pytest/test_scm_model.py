@@ -166,6 +166,22 @@ def test_flip_averaging_mirrors_exactly(tiny_openkbp):
     assert np.abs(single - plain).max() > 1e-3  # the network alone is not mirror-symmetric
 
 
+def test_the_mirrored_pass_reuses_the_mirrored_distance_maps_exactly(tiny_openkbp):
+    torch.manual_seed(0)
+    net = SCMNet(SCMConfig(encoder_channels=(4, 8), feature_channels=4, decoder_channels=(4, 8), head_channels=4)).eval()
+    image, stack, background, spacing = _case_inputs(tiny_openkbp)
+    mirror = lambda a: np.ascontiguousarray(a[..., ::-1])  # noqa: E731
+    with torch.no_grad():
+        plain = scm_pass(net, image, stack, background, spacing)
+        given = {out.index: out.distance[..., ::-1] for out in plain.structures}
+        computed = scm_pass(net, mirror(image), mirror(stack), mirror(background), spacing).structures
+        reused = scm_pass(net, mirror(image), mirror(stack), mirror(background), spacing, distances=given).structures
+    assert len(reused) == len(computed) > 1
+    for a, b in zip(computed, reused):
+        np.testing.assert_array_equal(a.distance, b.distance)
+        torch.testing.assert_close(a.logits, b.logits, rtol=0, atol=0)
+
+
 def test_bfloat16_probabilities_stay_close_to_float32(tiny_openkbp):
     torch.manual_seed(0)
     net = SCMNet(SCMConfig(encoder_channels=(4, 8), feature_channels=4, decoder_channels=(4, 8), head_channels=4)).eval()

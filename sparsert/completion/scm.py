@@ -48,10 +48,14 @@ def predict_probabilities(
     ``flips`` averages with the pass on the left-right mirrored inputs (twice the time); ``precision``
     is the network's number type (:func:`sparsert.device.resolve_precision`).
     """
-    roi, probs = _network_probabilities(net, image, structures, background, spacing_kji, precision)
+    roi, probs, distances = _network_probabilities(net, image, structures, background, spacing_kji, precision)
     if flips:
         mirrored = [np.ascontiguousarray(a[..., ::-1]) for a in (image, structures, background)]
-        mirrored_roi, mirrored_probs = _network_probabilities(net, *mirrored, spacing_kji, precision)
+        # A mirrored scribble's distance map is the mirrored map: no second distance transform.
+        mirrored_distances = {k: d[..., ::-1] for k, d in distances.items()}
+        mirrored_roi, mirrored_probs, _ = _network_probabilities(
+            net, *mirrored, spacing_kji, precision, mirrored_distances
+        )
         # The region of interest is the scribbles' box, so the mirrored pass's is its mirror image.
         assert mirrored_roi[-1] == mirror_slice(roi[-1], image.shape[-1]) and mirrored_roi[:-1] == roi[:-1]
         probs += mirrored_probs[..., ::-1]
@@ -69,16 +73,18 @@ def mirror_slice(index: slice, size: int) -> slice:
 
 
 def _network_probabilities(
-    net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji, precision: str
-) -> tuple[Box, np.ndarray]:
-    """The region of interest and the probabilities (K, *its shape) in it."""
+    net: SCMNet, image: np.ndarray, structures: np.ndarray, background: np.ndarray, spacing_kji, precision: str,
+    distances: dict[int, np.ndarray] | None = None,
+) -> tuple[Box, np.ndarray, dict[int, np.ndarray]]:
+    """The region of interest, the probabilities (K, *its shape) in it and the structures' distance maps
+    (see :func:`~sparsert.completion.scm_forward.scm_pass`)."""
     device = next(net.parameters()).device
     with inference_autocast(net, precision):
-        result = scm_pass(net, image, structures, background, spacing_kji, device=device)
+        result = scm_pass(net, image, structures, background, spacing_kji, device=device, distances=distances)
     probs = np.zeros((structures.shape[0],) + tuple(r.stop - r.start for r in result.roi), dtype=np.float32)
     for out in result.structures:
         probs[(out.index,) + out.box] = torch.sigmoid(out.logits.float())[0, 0].cpu().numpy()
-    return result.roi, probs
+    return result.roi, probs, {out.index: out.distance for out in result.structures}
 
 
 def masks_from_probabilities(

@@ -6,6 +6,7 @@ boxes around the scribbles (plus a physical margin), which keeps a 128^3 case fa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ class StructureLogits:
     index: int  # position among the structures
     box: Box  # crop of the region of interest the logits cover (ROI coordinates)
     logits: torch.Tensor  # (1, 1, D, H, W)
+    distance: np.ndarray  # (D, H, W) the decoder's distance-to-own-scribble input on the box
 
 
 @dataclass
@@ -69,11 +71,14 @@ def scm_pass(
     spacing_kji: tuple[float, float, float],
     roi: Box | None = None,
     device: torch.device | str = "cpu",
+    distances: Mapping[int, np.ndarray] | None = None,
 ) -> SCMPass:
     """Run the network on one case.
 
     image (C, D, H, W) float32 network channels; structure_scribbles (K, D, H, W) bool;
     background_scribble (D, H, W) bool. ``roi`` defaults to the box around all structure scribbles.
+    ``distances`` gives structures' :func:`distance_map` on their boxes where they are already known
+    (e.g. mirrored from the unmirrored pass); the others are computed.
     """
     shape = image.shape[1:]
     if roi is None:
@@ -109,7 +114,12 @@ def scm_pass(
         other_structs = (
             other_structs.amax(dim=1, keepdim=True) if other_structs.shape[1] else torch.zeros_like(box_scr[:, -1:])
         )
-        dist = torch.from_numpy(distance_map(scr_np[k][box], spacing_kji, net.config.distance_scale_mm)).to(device)
+        if distances is not None and k in distances:
+            own_distance = np.ascontiguousarray(distances[k])
+            assert own_distance.shape == scr_np[k][box].shape, "distance map of another box"
+        else:
+            own_distance = distance_map(scr_np[k][box], spacing_kji, net.config.distance_scale_mm)
+        dist = torch.from_numpy(own_distance).to(device)
         inputs = dict(
             image=img[crop], own_similarity=box_sims[:, k : k + 1], rival_similarity=rival,
             own_scribble=box_scr[:, k : k + 1], background_scribble=box_scr[:, -1:],
@@ -117,5 +127,5 @@ def scm_pass(
         )
         decoder_inputs = {name: pad_to_multiple(x, multiple)[0] for name, x in inputs.items()}
         logits = crop_back(net.decode(**decoder_inputs), tuple(s.stop - s.start for s in box))
-        outputs.append(StructureLogits(k, box, logits))
+        outputs.append(StructureLogits(k, box, logits, own_distance))
     return SCMPass(roi, features, centroids, present, scr, outputs)
