@@ -8,7 +8,7 @@ import torch
 
 from sparsert.completion.contract import competing_structures
 from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
-from sparsert.completion.scm_forward import bounding_box, scm_pass
+from sparsert.completion.scm_forward import scm_pass
 from sparsert.data.datasets import open_dataset
 from sparsert.errors import InputError
 from sparsert.models.scm import SCMConfig, SCMNet
@@ -91,20 +91,6 @@ def test_the_head_normalises_each_channel_as_instance_normalisation_did():
 
     with torch.no_grad():
         torch.testing.assert_close(head(x), channels_first_instance_norm(x), atol=1e-5, rtol=1e-5)
-
-
-def test_bounding_box_is_the_box_of_the_voxels_grown_within_the_volume():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        mask = np.zeros((9, 11, 13), dtype=bool)
-        count = rng.integers(1, 6)
-        mask[tuple(rng.integers(0, n, size=count) for n in mask.shape)] = True
-        idx = np.nonzero(mask)
-        expected = tuple(
-            slice(max(0, int(i.min()) - m), min(n, int(i.max()) + m + 1)) for i, m, n in zip(idx, (1, 2, 3), mask.shape)
-        )
-        assert bounding_box(mask, (1, 2, 3), mask.shape) == expected
-    assert bounding_box(np.zeros((4, 4, 4), dtype=bool), (1, 1, 1), (4, 4, 4)) is None
 
 
 def test_weights_of_another_network_are_refused():

@@ -22,6 +22,7 @@ import numpy as np
 from sparsert.errors import InputError
 from sparsert.io.segmentation import BACKGROUND, Segmentation
 from sparsert.io.volume import Geometry, Volume
+from sparsert.masks import bounding_box
 from sparsert.roles import is_target
 from sparsert.scribbles.background import automatic_background
 
@@ -168,8 +169,8 @@ def expanded_box(
 ) -> tuple[slice, ...]:
     """Bounding box of ``mask`` grown per axis by ``growth_ratio`` of its extent, at least
     ``minimum_vox`` (a number or one per axis), clipped to the array."""
-    idx = np.argwhere(mask)
-    lo, hi = idx.min(axis=0), idx.max(axis=0)
+    tight = bounding_box(mask)
+    lo, hi = np.array([s.start for s in tight]), np.array([s.stop - 1 for s in tight])
     margin = np.maximum(np.asarray(minimum_vox), growth_ratio * (hi - lo)).astype(int)
     lo = np.maximum(lo - margin, 0)
     hi = np.minimum(hi + margin + 1, mask.shape)

@@ -10,10 +10,11 @@ import torch
 from scipy import ndimage
 
 from sparsert.completion.contract import CompletedSegmentation, prepare_seeds, rest_seeds
-from sparsert.completion.scm_forward import Box, bounding_box, scm_pass
+from sparsert.completion.scm_forward import Box, scm_pass
 from sparsert.device import inference_autocast, resolve_device
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Volume
+from sparsert.masks import bounding_box
 from sparsert.models.model_file import building_from, read_model_file
 from sparsert.models.registry import resolve_weights
 from sparsert.models.scm import SCMConfig, SCMNet

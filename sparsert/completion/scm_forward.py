@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from sparsert.masks import bounding_box
 from sparsert.models.scm import SCMNet, crop_back, pad_to_multiple
 
 Box = tuple[slice, slice, slice]
@@ -38,18 +39,6 @@ class SCMPass:
     present: torch.Tensor  # (1, K + 1) bool: classes with scribbles in the ROI
     scribbles: torch.Tensor  # (1, K + 1, D, H, W) on the ROI
     structures: list[StructureLogits]
-
-
-def bounding_box(mask: np.ndarray, margin_vox: tuple[int, int, int], shape: tuple[int, ...]) -> Box | None:
-    """The box of ``mask``'s voxels grown by ``margin_vox`` within ``shape``; None when the mask is empty."""
-    box = []
-    for axis, m, s in zip(range(mask.ndim), margin_vox, shape):
-        # From the mask's projection on each axis: far faster than listing its voxels when it is dense.
-        inside = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if inside.size == 0:
-            return None
-        box.append(slice(max(0, int(inside[0]) - m), min(s, int(inside[-1]) + m + 1)))
-    return tuple(box)  # type: ignore[return-value]
 
 
 def margin_voxels(margin_mm: tuple[float, float, float], spacing_kji: tuple[float, float, float]) -> tuple[int, int, int]:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsert.dose.inputs import BODY_CHANNEL, CT_CHANNELS
+from sparsert.masks import bounding_box
 
 # Wide CT window of air; every other channel (soft-tissue window, masks) pads with zero.
 _PAD_VALUES = (-1.0,) + (0.0,) * (CT_CHANNELS - 1)
@@ -61,14 +62,7 @@ def _area_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
 
 def _nonzero_box(x: torch.Tensor) -> tuple[slice, ...] | None:
     """The bounding box of the non-zero voxels of ``x``; None when there are none."""
-    nonzero = x != 0
-    box = []
-    for axis in range(x.dim()):
-        inside = torch.nonzero(nonzero.any(dim=tuple(a for a in range(x.dim()) if a != axis))).flatten()
-        if inside.numel() == 0:
-            return None
-        box.append(slice(int(inside[0]), int(inside[-1]) + 1))
-    return tuple(box)
+    return bounding_box((x != 0).cpu().numpy())
 
 
 def _bins_touching(matrix: torch.Tensor, inputs: slice) -> slice:

@@ -14,6 +14,7 @@ import vtk
 from sparsert.errors import InputError
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry
+from sparsert.masks import bounding_box
 from sparsert.mrml.geometry import (
     oriented_image,
     oriented_image_array,
@@ -79,10 +80,7 @@ def update_segmentation_node(node, segmentation: Segmentation, reference_volume_
 
 def changed_box(before: np.ndarray, after: np.ndarray) -> tuple[slice, slice, slice] | None:
     """The smallest [k, j, i] box holding every voxel where two masks differ (None: they are equal)."""
-    changed = before != after
-    if not changed.any():
-        return None
-    return tuple(slice(int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(changed))  # type: ignore[return-value]
+    return bounding_box(before != after)  # type: ignore[return-value]
 
 
 def update_segment_region(node, name: str, mask: np.ndarray, geometry: Geometry, box: tuple[slice, slice, slice]) -> None:

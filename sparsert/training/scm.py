@@ -20,11 +20,12 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from sparsert.completion.contract import competing_structures
 from sparsert.completion.scm import load_scm, masks_from_probabilities, predict_probabilities
-from sparsert.completion.scm_forward import ROI_MARGIN_MM, SCMPass, bounding_box, margin_voxels, scm_pass
+from sparsert.completion.scm_forward import ROI_MARGIN_MM, SCMPass, margin_voxels, scm_pass
 from sparsert.config_dicts import unfit_weights
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry
 from sparsert.losses.completion import boundary_alignment, compactness, dense_bce_dice, partial_bce, separation
+from sparsert.masks import bounding_box
 from sparsert.metrics.segmentation import dice
 from sparsert.models.scm import SCMConfig, SCMNet
 from sparsert.scribbles.simulate import EVAL_SCRIBBLES, simulate_scribbles
