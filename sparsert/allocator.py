@@ -2,9 +2,9 @@
 
 Inference allocates and frees tensors of tens of megabytes many times per case. With glibc's defaults
 most of them are fresh memory mappings, returned to the system when freed, so that every one is paid
-again in page faults: on a 2-core virtual machine a third of a completion's time. Keeping freed
-memory in the heap for reuse removes that (completion of the largest validation case 1.45-1.8 s ->
-1.1 s, the same masks). Hosts that embed the package (Slicer) keep their own allocator settings.
+again in page faults. Keeping freed memory in the heap for reuse removes that (on a 2-core virtual
+machine, completion of the largest validation case 1.4-1.7 s -> 1.1 s, the same masks). Hosts that
+embed the package (Slicer) keep their own allocator settings.
 """
 
 from __future__ import annotations

@@ -147,8 +147,9 @@ class FullResolutionHead(nn.Module):
 class InputTypePReLU(nn.PReLU):
     """PReLU computed in its input's number type (the same weight).
 
-    Under a CPU's bfloat16 autocast torch's PReLU promotes a bfloat16 input to its float32 weight: a
-    copy and a float32 pass at every activation, about a tenth of a completion.
+    Under a CPU's bfloat16 autocast the weight stays float32, and torch's PReLU of a bfloat16 input with a
+    float32 weight takes a mixed-type path about three times slower than with a bfloat16 weight (about
+    0.1 s of the largest validation case's 1.5 s completion).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
