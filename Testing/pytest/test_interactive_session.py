@@ -8,14 +8,14 @@ import pytest
 import torch
 from scipy import ndimage
 
-from interactive_testdata import tiny_model
+from interactive_testdata import save_model, tiny_model
 from sparsert.errors import InputError
 from sparsert.evaluation.refine import session_trajectory
 from sparsert.interactive.clicks import Click
 from sparsert.interactive.inference import RegionSettings
 from sparsert.interactive.session import RefinementSession
 from sparsert.io.volume import Geometry, Volume
-from sparsert.models.icr import Ensemble
+from sparsert.models.icr import Ensemble, ICRModel, load_click_model
 
 SHAPE = (12, 32, 32)  # k, j, i
 
@@ -270,6 +270,26 @@ def test_ensemble_averages_members_in_probability(arrays):
     assert np.allclose(session.probability, (single[0].probability + single[1].probability) / 2, atol=1e-6)
     with pytest.raises(InputError, match="share modalities"):
         Ensemble([a, tiny_model(modalities=("ct",))])
+
+
+def test_mirrored_pass_averages_with_the_pass_on_left_right_flipped_inputs(arrays, tmp_path):
+    a = tiny_model(seed=1)
+    image = torch.from_numpy(np.stack(arrays) / 100.0).float()[None]
+    previous = torch.full((1, 1) + SHAPE, 0.3)
+    positive = torch.zeros_like(previous)
+    positive[0, 0, 6, 16, 20] = 1.0  # off the i axis's centre: the mirrored click lands elsewhere
+    negative = torch.zeros_like(previous)
+    inputs = (image, previous, positive, negative)
+    mirrored = a.refine_probability(*(x.flip(-1) for x in inputs)).flip(-1)
+    assert not torch.allclose(mirrored, a.refine_probability(*inputs))
+    expected = (a.refine_probability(*inputs) + mirrored) / 2
+    assert torch.allclose(Ensemble([a], flips=True).refine_probability(*inputs), expected)
+    expected = (a.initial_probability(image) + a.initial_probability(image.flip(-1)).flip(-1)) / 2
+    assert torch.allclose(Ensemble([a], flips=True).initial_probability(image), expected)
+    # The loader adds the mirrored pass by default; one file without it is the bare model.
+    path = save_model(a, tmp_path)
+    assert load_click_model([path]).flips
+    assert isinstance(load_click_model([path], flips=False), ICRModel)
 
 
 def test_batch_norm_region_pass_equals_the_whole_pass_inside_the_region(arrays):

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from sparsert.cli import complete_cmd
+from sparsert.cli import complete_cmd, refine_cmd
 from sparsert.cli.common import (
     add_device_option, add_overwrite_option, add_precision_option, parse_prescriptions, progress,
 )
@@ -93,6 +93,7 @@ def register_refine(kinds: argparse._SubParsersAction) -> None:
     refine.add_argument("--protocol", choices=("interior", "sampled"), default="interior")
     refine.add_argument("--mode", choices=("whole", "region"), default="whole", help="refinement passes (default: whole volume)")
     refine.add_argument("--seed", type=int, default=0, help="seed of the sampled protocol")
+    refine.add_argument("--single-pass", dest="flips", action="store_false", help=refine_cmd.SINGLE_PASS_HELP)
     refine.add_argument("--no-honour-clicks", dest="honour_clicks", action="store_false",
                         help="score the networks' own masks: clicks are neither one-sided nor their balls kept at their "
                              "label (ablation)")
@@ -128,14 +129,15 @@ def run_refine(args: argparse.Namespace) -> int:
     options = dict(max_clicks=args.max_clicks, protocol=args.protocol, mode=args.mode, seed=args.seed,
                    honour_clicks=args.honour_clicks, keep_largest=args.keep_largest)
     if args.cross_validation:
-        models = [load_click_model(group, device) for group in members]
+        models = [load_click_model(group, device, flips=args.flips) for group in members]
         folds = ((model, _held_out_cases(args, dataset, model, k)) for k, model in enumerate(models))
         result = evaluate_cross_validation(folds, **options)
     else:
-        model = load_click_model(paths, device)
+        model = load_click_model(paths, device, flips=args.flips)
         result = evaluate_refinement(model, _held_out_cases(args, dataset, model, args.fold), **options)
     ids = [case["case_id"] for case in result["cases"]]
-    result.update(models=[",".join(str(p) for p in group) for group in members], case_ids=ids, fold=args.fold)
+    result.update(models=[",".join(str(p) for p in group) for group in members], case_ids=ids, fold=args.fold,
+                  flips=args.flips)
     write_json(result, args.out, overwrite=args.overwrite)
     if args.plot:
         label = args.label or (

@@ -16,6 +16,8 @@ CLICKS_HELP = (
     'JSON list applied in order; each item {"ijk": [i, j, k], "positive": true} (voxel index of the first '
     'image, i along its fastest axis as ITK/NRRD count) or {"ras": [x, y, z], "positive": false} (Slicer RAS mm)'
 )
+SINGLE_PASS_HELP = ("one network pass per step, without the average with the pass on the left-right mirrored images "
+                    "(about half the network time; more clicks to the same Dice)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--mode", choices=("region", "whole"), default="region",
                         help="refine a region around each click (fast, default) or the whole volume")
+    parser.add_argument("--single-pass", dest="flips", action="store_false", help=SINGLE_PASS_HELP)
     add_device_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run_refine)
@@ -83,7 +86,7 @@ def run_refine(args: argparse.Namespace) -> int:
     clicks = read_clicks(args.clicks) if args.clicks else []
     device = resolve_device(args.device)
     paths = [resolve_weights(name, task="refinement")[0] for name in (args.model or [DEFAULT_MODEL])]
-    model = load_click_model(paths, device)
+    model = load_click_model(paths, device, flips=args.flips)
     session = RefinementSession.from_files(model, args.image, mode=args.mode)
     result = session.initial()
     print(f"automatic segmentation: {result.changed_voxels} voxels in {result.seconds:.2f} s", file=sys.stderr)

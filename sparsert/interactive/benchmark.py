@@ -1,8 +1,9 @@
 """Latency of a refinement session on a synthetic volume: first result and time per click.
 
-``python -m sparsert.interactive.benchmark --size 128 --network light --threads 2 [--model best.pt]``
+``python -m sparsert.interactive.benchmark --size 128 --network light --threads 2 [--model best.pt] [--single-pass]``
 
 Without ``--model`` the networks are randomly initialised (latency does not depend on the weights).
+Each step averages with the pass on mirrored images as the application does, unless ``--single-pass``.
 Clicks alternate sign at points spread over the volume; each mode's median and maximum are printed
 as JSON, with the region/whole-volume difference of the last click. ``*_cpu_s`` is the process CPU
 time over all threads: on a shared machine, CPU time / threads is the wall time the step would take
@@ -22,12 +23,12 @@ import torch
 
 from sparsert.interactive.inference import RegionSettings
 from sparsert.interactive.session import RefinementSession
-from sparsert.models.icr import LIGHT_NETWORK, ICRModel, ICRNetConfig, ICRSpec, load_icr_model
+from sparsert.models.icr import LIGHT_NETWORK, ClickModel, Ensemble, ICRModel, ICRNetConfig, ICRSpec, load_icr_model
 
 NETWORKS = {"paper": ICRNetConfig(), "light": LIGHT_NETWORK}
 
 
-def benchmark(model: ICRModel, size: int, spacing_mm: float, clicks: int, region: RegionSettings, seed: int = 0) -> dict:
+def benchmark(model: ClickModel, size: int, spacing_mm: float, clicks: int, region: RegionSettings, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     shape = (size, size, size)
     # A bright ball in noise, so the images are not constant.
@@ -37,7 +38,8 @@ def benchmark(model: ICRModel, size: int, spacing_mm: float, clicks: int, region
         np.where(ball, 8.0, 1.0) + rng.random(shape) for _ in model.spec.modalities[1:]
     ]
     result: dict = {"size": size, "spacing_mm": spacing_mm, "threads": torch.get_num_threads(),
-                    "network": model.spec.network.__dict__, "region_settings": region.__dict__}
+                    "network": model.spec.network.__dict__, "region_settings": region.__dict__,
+                    "mirrored_pass": isinstance(model, Ensemble) and model.flips}
     points = rng.integers(size // 4, 3 * size // 4, size=(clicks, 3))
     for mode in ("region", "whole"):
         spec = model.spec
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--region-mm", type=float, default=RegionSettings.size_mm)
+    parser.add_argument("--single-pass", action="store_true", help="without the average with the mirrored pass")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.model:
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         modalities = ("ct", "pet", "mr")[: args.modalities]
         model = ICRModel(ICRSpec(modalities=modalities, spacing=None, network=NETWORKS[args.network])).eval()
     region = RegionSettings(size_mm=args.region_mm)
+    model = model if args.single_pass else Ensemble([model], flips=True)
     print(json.dumps(benchmark(model, args.size, args.spacing, args.clicks, region), indent=2))
 
 
