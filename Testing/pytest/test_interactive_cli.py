@@ -67,6 +67,14 @@ def test_refine_without_clicks_and_with_an_ensemble(tmp_path, images, model_file
     session.initial()
     assert np.array_equal(read_segmentation(out).segments[0].mask, session.segmentation().segments[0].mask)
     assert main(args + ["--model", str(model_files[0])]) == 1  # refuses to overwrite
+    # --flips: the ensemble's passes averaged with their passes on the mirrored images.
+    flipped = tmp_path / "flipped.seg.nrrd"
+    args[args.index(str(out))] = str(flipped)
+    assert main(args + ["--model", str(model_files[0]), "--model", str(model_files[1]), "--flips"]) == 0
+    session = RefinementSession.from_files(load_click_model(model_files, flips=True), [ct_path, pet_path])
+    session.initial()
+    assert np.array_equal(read_segmentation(flipped).segments[0].mask, session.segmentation().segments[0].mask)
+    assert not np.array_equal(read_segmentation(flipped).segments[0].mask, read_segmentation(out).segments[0].mask)
 
 
 def test_refine_errors(tmp_path, images, model_files, capsys):
@@ -87,6 +95,11 @@ def test_refine_errors(tmp_path, images, model_files, capsys):
         assert message in capsys.readouterr().err
     assert main(["refine", "--image", str(ct_path), "--out", str(tmp_path / "o.seg.nrrd")] + model) == 1
     assert "needs 2 image(s) (ct, pet" in capsys.readouterr().err
+    # PET and CT swapped: the PET in SUV read as a CT holds nothing but air, and nothing is written.
+    swapped = ["refine", "--image", str(pet_path), "--image", str(ct_path), "--out", str(tmp_path / "s.seg.nrrd")]
+    assert main(swapped + model) == 1
+    assert f"{pet_path}, given as the CT, does not look like a CT" in capsys.readouterr().err
+    assert not (tmp_path / "s.seg.nrrd").exists()
 
 
 def test_evaluate_refine_writes_json_and_plot(tmp_path, sts_dir, model_files):

@@ -286,10 +286,10 @@ def test_mirrored_pass_averages_with_the_pass_on_left_right_flipped_inputs(array
     assert torch.allclose(Ensemble([a], flips=True).refine_probability(*inputs), expected)
     expected = (a.initial_probability(image) + a.initial_probability(image.flip(-1)).flip(-1)) / 2
     assert torch.allclose(Ensemble([a], flips=True).initial_probability(image), expected)
-    # The loader adds the mirrored pass by default; one file without it is the bare model.
+    # The loader adds the mirrored pass on request; one file without it is the bare model.
     path = save_model(a, tmp_path)
-    assert load_click_model([path]).flips
-    assert isinstance(load_click_model([path], flips=False), ICRModel)
+    assert load_click_model([path], flips=True).flips
+    assert isinstance(load_click_model([path]), ICRModel)
 
 
 def test_batch_norm_region_pass_equals_the_whole_pass_inside_the_region(arrays):

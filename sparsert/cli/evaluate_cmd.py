@@ -93,7 +93,7 @@ def register_refine(kinds: argparse._SubParsersAction) -> None:
     refine.add_argument("--protocol", choices=("interior", "sampled"), default="interior")
     refine.add_argument("--mode", choices=("whole", "region"), default="whole", help="refinement passes (default: whole volume)")
     refine.add_argument("--seed", type=int, default=0, help="seed of the sampled protocol")
-    refine.add_argument("--single-pass", dest="flips", action="store_false", help=refine_cmd.SINGLE_PASS_HELP)
+    refine.add_argument("--flips", action="store_true", help=refine_cmd.FLIPS_HELP)
     refine.add_argument("--no-honour-clicks", dest="honour_clicks", action="store_false",
                         help="score the networks' own masks: clicks are neither one-sided nor their balls kept at their "
                              "label (ablation)")

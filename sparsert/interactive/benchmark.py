@@ -1,9 +1,9 @@
 """Latency of a refinement session on a synthetic volume: first result and time per click.
 
-``python -m sparsert.interactive.benchmark --size 128 --network light --threads 2 [--model best.pt] [--single-pass]``
+``python -m sparsert.interactive.benchmark --size 128 --network light --threads 2 [--model best.pt] [--flips]``
 
 Without ``--model`` the networks are randomly initialised (latency does not depend on the weights).
-Each step averages with the pass on mirrored images as the application does, unless ``--single-pass``.
+``--flips`` averages each step with the pass on mirrored images (:class:`~sparsert.models.icr.Ensemble`).
 Clicks alternate sign at points spread over the volume; each mode's median and maximum are printed
 as JSON, with the region/whole-volume difference of the last click. ``*_cpu_s`` is the process CPU
 time over all threads: on a shared machine, CPU time / threads is the wall time the step would take
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--region-mm", type=float, default=RegionSettings.size_mm)
-    parser.add_argument("--single-pass", action="store_true", help="without the average with the mirrored pass")
+    parser.add_argument("--flips", action="store_true", help="average each step with the pass on mirrored images")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.model:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         modalities = ("ct", "pet", "mr")[: args.modalities]
         model = ICRModel(ICRSpec(modalities=modalities, spacing=None, network=NETWORKS[args.network])).eval()
     region = RegionSettings(size_mm=args.region_mm)
-    model = model if args.single_pass else Ensemble([model], flips=True)
+    model = Ensemble([model], flips=True) if args.flips else model
     print(json.dumps(benchmark(model, args.size, args.spacing, args.clicks, region), indent=2))
 
 

@@ -50,7 +50,7 @@ from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry, Volume, read_image, resample
 from sparsert.masks import largest_component
 from sparsert.models.icr import ClickModel, Ensemble
-from sparsert.preprocessing.modalities import channels_on_grid
+from sparsert.preprocessing.modalities import channels_on_grid, check_modalities
 
 MODES = ("region", "whole")
 
@@ -132,6 +132,7 @@ class RefinementSession:
                 f"the model needs {len(spec.modalities)} image(s) ({', '.join(spec.modalities)}, in this order), "
                 f"got {len(images)}: {', '.join(names) or 'none'}"
             )
+        check_modalities(images, spec.modalities, names)
         reference = images[0].geometry
         for volume, name in zip(images[1:], names[1:]):
             check_coregistered(reference, volume.geometry, name, names[0])

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-# OpenKBP stores CT as HU + 1024 (values 0..4095); real CT in HU always contains air near -1000.
-_OFFSET_CT_AIR_THRESHOLD = -500.0
+# OpenKBP stores CT as HU + 1024 (values 0..4095, none negative); a CT in HU holds air near -1000 or, cropped
+# inside the body, fat below 0.
 OPENKBP_HU_OFFSET = 1024.0
 # The wide channel is HU / 1000 clipped to -1000..2000 HU, so HU are recovered inside that range.
 WIDE_WINDOW_HU = 1000.0
 
 
 def ct_to_hu(ct: np.ndarray) -> np.ndarray:
-    """CT in Hounsfield units, undoing a +1024 storage offset when the array has no air below -500."""
+    """CT in Hounsfield units, undoing a +1024 storage offset when the array has no negative value."""
     ct = ct.astype(np.float32)
-    if ct.min() > _OFFSET_CT_AIR_THRESHOLD:
+    if ct.min() >= 0.0:
         ct = ct - OPENKBP_HU_OFFSET
     return ct
 

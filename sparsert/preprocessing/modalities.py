@@ -21,6 +21,11 @@ PET_SCALE_SUV = 10.0
 MR_PERCENTILE = 99.5
 
 MODALITIES = ("ct", "pet", "mr")
+# Plausibility of an image for the modality it is given as, to catch images given in the wrong order: a CT holds
+# more than air (a PET in SUV read as a CT, its values 0..30 taken for HU + 1024, holds nothing above -990 HU),
+# while a PET or MR has no share of its voxels (1 %) as low as a CT's air.
+AIR_LIKE_VALUE = -500.0
+SHARE_PERCENT = 1.0
 
 
 def normalise(array: np.ndarray, modality: str) -> np.ndarray:
@@ -35,6 +40,26 @@ def normalise(array: np.ndarray, modality: str) -> np.ndarray:
         scale = float(np.percentile(values, MR_PERCENTILE)) if values.size else 1.0
         return np.clip(array.astype(np.float32) / max(scale, 1e-6), 0.0, 2.0).astype(np.float32)
     raise InputError(f"unknown modality '{modality}' (known: {', '.join(MODALITIES)})")
+
+
+def modality_mismatch(array: np.ndarray, modality: str) -> str | None:
+    """Why ``array`` does not look like an image of ``modality`` (most often: CT and PET swapped), or None."""
+    sample = array[::2, ::4, ::4]  # the share of low or high values, not their exact percentile
+    if modality == "ct":
+        if ct_to_hu(sample).max() < AIR_LIKE_VALUE:
+            return f"does not look like a CT (nothing above {AIR_LIKE_VALUE:.0f} HU)"
+    elif np.percentile(sample, SHARE_PERCENT) < AIR_LIKE_VALUE:
+        return f"looks like a CT (values as low as a CT's air, {float(sample.min()):.0f})"
+    return None
+
+
+def check_modalities(volumes: Sequence[Volume], modalities: Sequence[str], names: Sequence[str]) -> None:
+    """InputError naming the first image that does not look like the modality it is given as."""
+    for volume, modality, name in zip(volumes, modalities, names):
+        problem = modality_mismatch(volume.array, modality)
+        if problem:
+            order = ", then ".join(m.upper() for m in modalities)
+            raise InputError(f"{name}, given as the {modality.upper()}, {problem}: the images go in the order {order}")
 
 
 def channels_on_grid(volumes: Sequence[Volume], modalities: Sequence[str], target: Geometry) -> np.ndarray:
