@@ -121,6 +121,12 @@ def test_mr_without_contrast(case):
         prepare_inputs(case.images["ct"], mr.with_array(np.full(mr.array.shape, 7.0)), PreprocessConfig(), mr_name="t1.nrrd")
 
 
+def test_ct_and_mr_swapped(case):
+    # The MR passes for a CT stored with an offset (values 0..1800), but the CT in the MR's place holds air.
+    with pytest.raises(InputError, match=r"ct\.nrrd, given as the MR, looks like a CT .*swapped"):
+        prepare_inputs(case.images["mr"], case.images["ct"], PreprocessConfig(), ct_name="t1.nrrd", mr_name="ct.nrrd")
+
+
 def test_mr_not_overlapping_the_ct(case):
     mr = case.images["mr"]
     far = Volume(mr.array, Geometry(mr.geometry.shape, mr.geometry.spacing, (5000.0, 0.0, 0.0), mr.geometry.direction))

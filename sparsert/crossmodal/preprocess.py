@@ -26,6 +26,7 @@ from sparsert.errors import InputError
 from sparsert.io.volume import Geometry, Volume, resample
 from sparsert.config_dicts import from_dict
 from sparsert.preprocessing.ct import ct_to_hu, soft_tissue_window
+from sparsert.preprocessing.modalities import modality_mismatch
 
 # Plausible Hounsfield units: air is about -1000, cortical bone and metal a few thousand.
 _HU_RANGE = (-1500.0, 5000.0)
@@ -150,6 +151,9 @@ def prepare_inputs(
     if use_mr:
         if not np.isfinite(mr.array).all():
             raise InputError(f"{mr_name}: image contains NaN or infinite values")
+        problem = modality_mismatch(mr.array, "mr")
+        if problem:
+            raise InputError(f"{mr_name}, given as the MR, {problem}: are the CT and the MR swapped?")
         _, fov = mr_on_grid(mr, ct.geometry, transform, mr_name)
         region = body & fov
         if not region.any():
