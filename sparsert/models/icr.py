@@ -178,12 +178,12 @@ class Ensemble:
         return all(m.can_refine for m in self.members)
 
     def initial_probability(self, image: torch.Tensor) -> torch.Tensor:
-        return self._average(lambda m, *x: m.initial_probability(*x), image)
+        return self._average(ICRModel.initial_probability, image)
 
     def refine_probability(
         self, image: torch.Tensor, previous: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
     ) -> torch.Tensor:
-        return self._average(lambda m, *x: m.refine_probability(*x), image, previous, positive, negative)
+        return self._average(ICRModel.refine_probability, image, previous, positive, negative)
 
     def _average(self, probability, *inputs: torch.Tensor) -> torch.Tensor:
         passes = [probability(m, *inputs) for m in self.members]
