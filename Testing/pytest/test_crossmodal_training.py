@@ -232,3 +232,20 @@ def test_train_and_evaluate_through_the_cli(data_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "crossmodal", "--data", str(data_dir), "--runs", str(tmp_path / "cache")]) == 1
     assert "no best.pt" in capsys.readouterr().err
+
+
+def test_train_on_every_case_through_the_cli(data_dir, tmp_path, capsys):
+    out = tmp_path / "all"
+    settings = [arg for k, v in {**TINY, "folds": 3}.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+    argv = ["train", "crossmodal", "--data", str(data_dir), "--out", str(out), "--all-cases",
+            "--cache", str(tmp_path / "cache"), "--device", "cpu", *settings]
+    assert main(argv + ["--fold", "1"]) == 1
+    assert "leave out --fold" in capsys.readouterr().err
+    assert main(argv) == 0
+    metadata = torch.load(out / "best.pt", weights_only=True)["metadata"]
+    assert sorted(metadata["train_cases"]) == sorted(CASES) and metadata["test_cases"] == []
+    assert metadata["fold"] is None
+    assert "on every case finished at step 2; no held-out case" in capsys.readouterr().out
+    # Nothing is left to score it on, and the message says why.
+    assert main(["evaluate", "crossmodal", "--data", str(data_dir), "--runs", str(out), "--device", "cpu"]) == 1
+    assert "trained on every case (--all-cases)" in capsys.readouterr().err

@@ -295,6 +295,7 @@ def register_crossmodal(models: argparse._SubParsersAction) -> None:
     parser.add_argument("--variant", metavar="NAME", help="experiment preset applied over the defaults and --config: cmfnet "
                         "(the full method), ssl, imr, imc (loss ablations), no-cff, no-cfe, ct-only, stacked-pce, full-supervision")
     parser.add_argument("--fold", metavar="K|all", help="held-out cross-validation fold (default 0), or all folds in turn")
+    parser.add_argument("--all-cases", action="store_true", help="train on every case (no held-out fold; not with --fold)")
     parser.add_argument("--scribbles", metavar="DIR", help="read <case>.seg.nrrd scribbles from DIR instead of simulating them")
     add_run_options(parser, "--set losses.lambda_ct=0 --set scribbles.background=automatic")
     parser.set_defaults(run=in_process_group(run_crossmodal))
@@ -319,26 +320,32 @@ def run_crossmodal(args: argparse.Namespace) -> int:
     config = load_config(CrossModalTrainConfig, args.config, overrides)
     if args.fold not in (None, "all") and not args.fold.isdigit():
         raise InputError(f"--fold '{args.fold}': expected a fold number or 'all'")
-    folds = range(config.folds) if args.fold == "all" else [int(args.fold) if args.fold else config.fold]
+    if args.all_cases and args.fold is not None:
+        raise InputError("--all-cases trains on every case, so nothing is held out: leave out --fold")
+    if args.all_cases:
+        folds = [None]
+    else:
+        folds = range(config.folds) if args.fold == "all" else [int(args.fold) if args.fold else config.fold]
     data = open_dataset(args.data)
     cache = Path(args.cache) if args.cache else None
     for fold in folds:
         config.fold = fold
         check_config(config)
         run = open_run(Path(args.out) / f"fold_{fold}" if args.fold == "all" else args.out, args.resume)
-        train_ids, test_ids = fold_split(data.case_ids(), fold, config.folds)
+        train_ids, test_ids = (data.case_ids(), []) if fold is None else fold_split(data.case_ids(), fold, config.folds)
         steps_from_epochs(args, config, len(train_ids), config.batch_size)
         ids = train_ids + test_ids
         with main_first():
             paths = cached_cases(
                 data, config.preprocessing, cache, ids, on_case=preprocessing_progress(len(ids)), workers=args.preprocess_workers
             )
-        say(f"training crossmodal ({config.variant}) fold {fold} on {len(train_ids)} case(s), held out {len(test_ids)}; "
+        which = "on every case" if fold is None else f"fold {fold}"
+        say(f"training crossmodal ({config.variant}) {which}: {len(train_ids)} case(s), held out {len(test_ids)}; "
             f"run folder {run.path}", file=sys.stderr)
         result = train_crossmodal(
             paths[: len(train_ids)], paths[len(train_ids):], run, config,
             split={"train_cases": train_ids, "test_cases": test_ids}, resume=args.resume, device=args.device,
         )
-        say(f"fold {fold} finished at step {result['step']}; held-out Dice (working grid) {result['val_mean_dice']}; "
-            f"model {run.best_path}")
+        held_out = f"held-out Dice (working grid) {result['val_mean_dice']}" if test_ids else "no held-out case"
+        say(f"{which} finished at step {result['step']}; {held_out}; model {run.best_path}")
     return 0

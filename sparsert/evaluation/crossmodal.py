@@ -51,7 +51,9 @@ def held_out_cases(checkpoint: Path) -> list[str]:
     metadata = read_model_file(checkpoint, CHECKPOINT_KIND).get("metadata", {})
     cases = metadata.get("test_cases")
     if not cases:
-        raise InputError(f"{checkpoint}: records no held-out cases (train it with `sparsert train crossmodal`)")
+        trained_on_all = bool(metadata.get("train_cases")) and metadata.get("fold", 0) is None
+        why = "it was trained on every case (--all-cases)" if trained_on_all else "train it with `sparsert train crossmodal`"
+        raise InputError(f"{checkpoint}: records no held-out cases to score ({why})")
     return list(cases)
 
 

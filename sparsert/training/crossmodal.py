@@ -94,7 +94,7 @@ class CrossModalTrainConfig:
     patch: tuple[int, int, int] = (32, 64, 64)  # (k, j, i) working-grid voxels, multiples of 16
     foreground_p: float = 0.7  # share of patches centred on a tumour scribble
     folds: int = 5  # cross-validation by patient (sparsert.training.folds.fold_split)
-    fold: int = 0
+    fold: int | None = 0  # held-out fold; None: every case trains (nothing held out)
     seed: int = 0
     val_every: int = 250
     checkpoint_every: int = 50
@@ -149,7 +149,7 @@ def check_config(config: CrossModalTrainConfig) -> None:
     multiple = config.model.size_multiple
     if any(p % multiple for p in config.patch):
         raise InputError(f"patch {tuple(config.patch)} must be multiples of {multiple} (the MR branch down-samples 4 times)")
-    if not 0 <= config.fold < config.folds:
+    if config.fold is not None and not 0 <= config.fold < config.folds:
         raise InputError(f"fold {config.fold} out of range for {config.folds} folds (0..{config.folds - 1})")
 
 
