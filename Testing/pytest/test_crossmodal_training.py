@@ -213,7 +213,7 @@ def test_train_and_evaluate_through_the_cli(data_dir, tmp_path, capsys):
     result = json.loads(metrics.read_text())
     assert result["n_cases"] == 1 and result["cases"][0]["case_id"] == metadata["test_cases"][0]
     assert 0.0 <= result["summary"]["dice"]["mean"] <= 1.0
-    assert "over 1 case(s) from 1 model(s)" in capsys.readouterr().out
+    assert "over 1 held-out case(s) from 1 model(s)" in capsys.readouterr().out
     assert result["fine_tuning"] is None and not result["cases"][0]["fine_tuned"]
     assert result["contexts"] and result["precision"] == "auto"
     # The ablation: the whole-volume pass alone, in float32.
@@ -246,6 +246,12 @@ def test_train_on_every_case_through_the_cli(data_dir, tmp_path, capsys):
     assert sorted(metadata["train_cases"]) == sorted(CASES) and metadata["test_cases"] == []
     assert metadata["fold"] is None
     assert "on every case finished at step 2; no held-out case" in capsys.readouterr().out
-    # Nothing is left to score it on, and the message says why.
+    # Nothing is left to score it on, and the message says why; its training cases can be scored as a check.
     assert main(["evaluate", "crossmodal", "--data", str(data_dir), "--runs", str(out), "--device", "cpu"]) == 1
     assert "trained on every case (--all-cases)" in capsys.readouterr().err
+    metrics = tmp_path / "training.json"
+    assert main(["evaluate", "crossmodal", "--data", str(data_dir), "--runs", str(out), "--training-cases",
+                 "--out", str(metrics), "--device", "cpu"]) == 0
+    result = json.loads(metrics.read_text())
+    assert result["cases_scored"] == "training" and sorted(c["case_id"] for c in result["cases"]) == sorted(CASES)
+    assert "over 3 training case(s) from 1 model(s)" in capsys.readouterr().out

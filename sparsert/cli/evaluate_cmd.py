@@ -193,6 +193,9 @@ def register_crossmodal(kinds: argparse._SubParsersAction) -> None:
                         help="with --fine-tune-steps: share of the tumour's axial slices scribbled (default 0.3)")
     parser.add_argument("--single-context", dest="contexts", action="store_false",
                         help="the whole-volume pass alone instead of the context ensemble (the ablation)")
+    parser.add_argument("--training-cases", action="store_true",
+                        help="score the patients each model was trained on instead of those it held out: a check of "
+                        "a model trained with --all-cases, not a measure of how it generalises")
     add_device_option(parser)
     add_precision_option(parser)
     add_overwrite_option(parser)
@@ -214,7 +217,7 @@ def run_crossmodal(args: argparse.Namespace) -> int:
         fine_tuning = FineTuning(steps=args.fine_tune_steps)
     result = evaluate_crossmodal(dataset, checkpoints, device=args.device, fine_tuning=fine_tuning,
                                  scribble_fraction=args.scribble_fraction, contexts=args.contexts,
-                                 precision=args.precision)
+                                 precision=args.precision, training=args.training_cases)
     if args.out:
         write_json(result, args.out, overwrite=args.overwrite)
     if args.csv:
@@ -222,6 +225,7 @@ def run_crossmodal(args: argparse.Namespace) -> int:
         write_csv([{k: c[k] for k in keys} for c in result["cases"]], args.csv, overwrite=args.overwrite)
     s = result["summary"]
     print(f"Dice {s['dice']['mean']:.4f} +- {s['dice']['std']:.4f}, ASD {s['asd_mm']['mean']:.2f} mm, "
-          f"HD95 {s['hd95_mm']['mean']:.2f} mm over {result['n_cases']} case(s) from {result['n_models']} model(s); "
+          f"HD95 {s['hd95_mm']['mean']:.2f} mm over {result['n_cases']} {result['cases_scored']} case(s) from "
+          f"{result['n_models']} model(s); "
           f"{s['seconds']['mean']:.2f} s per case")
     return 0

@@ -47,6 +47,14 @@ def fold_checkpoints(runs: list[Path]) -> list[Path]:
     return found
 
 
+def training_cases(checkpoint: Path) -> list[str]:
+    """The patients ``checkpoint`` was trained on (scoring them checks a model, it does not measure generalisation)."""
+    cases = read_model_file(checkpoint, CHECKPOINT_KIND).get("metadata", {}).get("train_cases")
+    if not cases:
+        raise InputError(f"{checkpoint}: records no training cases (train it with `sparsert train crossmodal`)")
+    return list(cases)
+
+
 def held_out_cases(checkpoint: Path) -> list[str]:
     metadata = read_model_file(checkpoint, CHECKPOINT_KIND).get("metadata", {})
     cases = metadata.get("test_cases")
@@ -67,17 +75,19 @@ def evaluate_crossmodal(
     scribble_seed: int = 1,
     contexts: bool = True,
     precision: str = "auto",
+    training: bool = False,
     on_case: Callable[[str], None] | None = None,
 ) -> dict:
-    """Per-case scores of every checkpoint on its held-out cases, and their summary; with
-    ``fine_tuning``, after fine-tuning on scribbles over ``scribble_fraction`` of the tumour's slices;
-    ``contexts`` and ``precision``: see :func:`segment_tumour`."""
+    """Per-case scores of every checkpoint on its held-out cases (``training``: on the cases it trained
+    on instead), and their summary; with ``fine_tuning``, after fine-tuning on scribbles over
+    ``scribble_fraction`` of the tumour's slices; ``contexts`` and ``precision``: see :func:`segment_tumour`."""
     rows = []
+    which = "training" if training else "held-out"
     for checkpoint in checkpoints:
         model = load_checkpoint(checkpoint, device)
-        for case_id in held_out_cases(checkpoint):
+        for case_id in training_cases(checkpoint) if training else held_out_cases(checkpoint):
             if case_id not in dataset:
-                raise InputError(f"{checkpoint}: held-out case '{case_id}' is not in {dataset.root}")
+                raise InputError(f"{checkpoint}: {which} case '{case_id}' is not in {dataset.root}")
             case = dataset.load(case_id)
             scribbles = None
             if fine_tuning is not None:
@@ -109,7 +119,7 @@ def evaluate_crossmodal(
         summary[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "median": float(np.median(values))}
     settings = None if fine_tuning is None else {
         **vars(fine_tuning), "scribble_fraction": scribble_fraction, "scribble_seed": scribble_seed}
-    return {"n_cases": len(rows), "n_models": len(checkpoints), "contexts": contexts, "precision": precision,
+    return {"n_cases": len(rows), "n_models": len(checkpoints), "cases_scored": which, "contexts": contexts, "precision": precision,
             "fine_tuning": settings, "summary": summary, "cases": rows}
 
 
