@@ -17,7 +17,7 @@ from sparsert.errors import InputError
 from sparsert.io.segmentation_io import read_segmentation
 from sparsert.io.volume import Geometry, write_image
 from sparsert.models.icr import load_icr_model
-from sparsert.training.icr import ICRTrainConfig, Samples, train_icr
+from sparsert.training.icr import ICRTrainConfig, Samples, Trainer, train_icr
 from sparsert.training.folds import cv_folds, fold_split
 from sparsert.training.icr_data import (
     ICRDataConfig, augmentation, cached_icr_cases, crop_geometry, load_icr_case,
@@ -113,6 +113,25 @@ def test_initial_then_two_stage_training_write_run_folders(sts_paths, tmp_path):
     stage1 = load_icr_model(initial.best_path)
     for name, value in stage1.initial_net.state_dict().items():
         assert np.array_equal(value.numpy(), model.initial_net.state_dict()[name].numpy())
+
+
+def test_a_training_can_start_from_a_trained_model(sts_paths, tmp_path):
+    initial = RunFolder(tmp_path / "initial")
+    train_icr(sts_paths[:1], [], initial, _config(stage="initial", steps=2), device="cpu")
+    first = RunFolder(tmp_path / "refine")
+    config = _config(stage="refine", max_interactions=2, steps=2)
+    train_icr(sts_paths[:1], [], first, config, initial=initial.best_path, device="cpu")
+    # A training started from the first refinement's file starts with both its networks (stage 1 included).
+    trainer = Trainer(_config(stage="refine", init=str(first.best_path)), torch.device("cpu"), None)
+    before, start = load_icr_model(first.best_path).state_dict(), trainer.model.state_dict()
+    assert before.keys() == start.keys() and all(torch.equal(before[k], start[k]) for k in before)
+    again = RunFolder(tmp_path / "again")
+    assert train_icr(sts_paths[:1], [], again, _config(stage="refine", steps=2, init=str(first.best_path)),
+                     device="cpu")["step"] == 2
+    # A stage-1 file cannot start a refinement network.
+    with pytest.raises(InputError, match="a 'initial' model on ct, pet; this training needs a 'two_stage' model"):
+        train_icr(sts_paths[:1], [], RunFolder(tmp_path / "wrong"), _config(stage="refine", init=str(initial.best_path)),
+                  device="cpu")
 
 
 def test_channel_dropout_zeroes_the_second_channel_only(sts_paths):

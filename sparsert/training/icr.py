@@ -69,6 +69,9 @@ class ICRTrainConfig:
     # probability that a sample's non-reference channel (PET in PET+CT; one drawn at random if several)
     # is zeroed, so the network also learns the reference image's boundaries (low-uptake tumours)
     channel_dropout: float = 0.0
+    # a trained model file of the same kind and network whose weights this training starts from (a warm
+    # restart: longer training in several runs); a two-stage refinement file also brings its stage 1
+    init: str | None = None
     click_radius_mm: float = 5.0
     click_sigma_mm: float = 2.0
     val_every: int = 500
@@ -144,13 +147,15 @@ class Trainer:
         self.config = config
         self.device = device
         self.model = ICRModel(config.spec()).to(device)
+        trained = self.model.initial_net if config.stage == "initial" else self.model.refine_net
+        if config.init and not resuming:
+            self._load_init(Path(config.init), trained)
         if config.stage == "refine" and config.style == "two_stage":
             if initial is not None:
                 self._load_stage1(initial)
-            elif not resuming:
+            elif not resuming and not config.init:
                 raise InputError("training the two-stage refinement needs a trained stage-1 model (--initial RUN/best.pt)")
             self.model.initial_net.requires_grad_(False)
-        trained = self.model.initial_net if config.stage == "initial" else self.model.refine_net
         self.optimisation = Optimisation(self.model, config.lr, config.weight_decay, config.steps, trained.parameters(),
                                          average_decay=config.weight_average)
         self.train_step = distributed.wrap(self.model, step_loss, device, mixed_precision=config.mixed_precision)
@@ -161,6 +166,19 @@ class Trainer:
         self.model.train()
         if self.config.stage == "refine" and self.model.initial_net is not None:
             self.model.initial_net.eval()
+
+    def _load_init(self, path: Path, trained: torch.nn.Module) -> None:
+        start = load_icr_model(path)
+        spec = self.config.spec()
+        if (start.spec.kind, start.spec.network, start.spec.modalities) != (spec.kind, spec.network, spec.modalities):
+            raise InputError(
+                f"init {path}: a '{start.spec.kind}' model on {', '.join(start.spec.modalities)}; this training needs a "
+                f"'{spec.kind}' model on {', '.join(spec.modalities)} with the same network settings"
+            )
+        source = start.initial_net if self.config.stage == "initial" else start.refine_net
+        trained.load_state_dict(source.state_dict())
+        if spec.kind == "two_stage":
+            self.model.initial_net.load_state_dict(start.initial_net.state_dict())
 
     def _load_stage1(self, path: Path) -> None:
         stage1 = load_icr_model(path)
