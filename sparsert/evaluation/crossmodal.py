@@ -47,22 +47,18 @@ def fold_checkpoints(runs: list[Path]) -> list[Path]:
     return found
 
 
-def training_cases(checkpoint: Path) -> list[str]:
-    """The patients ``checkpoint`` was trained on (scoring them checks a model, it does not measure generalisation)."""
-    cases = read_model_file(checkpoint, CHECKPOINT_KIND).get("metadata", {}).get("train_cases")
-    if not cases:
-        raise InputError(f"{checkpoint}: records no training cases (train it with `sparsert train crossmodal`)")
-    return list(cases)
-
-
-def held_out_cases(checkpoint: Path) -> list[str]:
+def scored_cases(checkpoint: Path, training: bool = False) -> list[str]:
+    """The patients ``checkpoint`` held out, or with ``training`` those it was trained on (scoring them
+    checks a model, it does not measure generalisation)."""
     metadata = read_model_file(checkpoint, CHECKPOINT_KIND).get("metadata", {})
-    cases = metadata.get("test_cases")
-    if not cases:
-        trained_on_all = bool(metadata.get("train_cases")) and metadata.get("fold", 0) is None
-        why = "it was trained on every case (--all-cases)" if trained_on_all else "train it with `sparsert train crossmodal`"
-        raise InputError(f"{checkpoint}: records no held-out cases to score ({why})")
-    return list(cases)
+    cases = metadata.get("train_cases" if training else "test_cases")
+    if cases:
+        return list(cases)
+    if training:
+        raise InputError(f"{checkpoint}: records no training cases (train it with `sparsert train crossmodal`)")
+    trained_on_all = bool(metadata.get("train_cases")) and metadata.get("fold", 0) is None
+    why = "it was trained on every case (--all-cases)" if trained_on_all else "train it with `sparsert train crossmodal`"
+    raise InputError(f"{checkpoint}: records no held-out cases to score ({why})")
 
 
 def evaluate_crossmodal(
@@ -85,7 +81,7 @@ def evaluate_crossmodal(
     which = "training" if training else "held-out"
     for checkpoint in checkpoints:
         model = load_checkpoint(checkpoint, device)
-        for case_id in training_cases(checkpoint) if training else held_out_cases(checkpoint):
+        for case_id in scored_cases(checkpoint, training):
             if case_id not in dataset:
                 raise InputError(f"{checkpoint}: {which} case '{case_id}' is not in {dataset.root}")
             case = dataset.load(case_id)
