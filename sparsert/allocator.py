@@ -3,8 +3,10 @@
 Inference allocates and frees tensors of tens of megabytes many times per case. With glibc's defaults
 most of them are fresh memory mappings, returned to the system when freed, so that every one is paid
 again in page faults. Keeping freed memory in the heap for reuse removes that (on a 2-core virtual
-machine, completion of the largest validation case 1.4-1.7 s -> 1.1 s, the same masks). Hosts that
-embed the package (Slicer) keep their own allocator settings.
+machine, completion of the largest validation case 1.4-1.7 s -> 1.1 s, the same masks). Blocks above
+glibc's largest mmap threshold (32 MB: a case's 11 dose channels are about 90 MB) come from the heap
+too (glibc's malloc falls back to mmap only where the heap cannot grow): mapped afresh, such a block sometimes took 0.3-0.9 s to fault in on a virtual machine that hands
+freed memory back to its host. Hosts that embed the package (Slicer) keep their own allocator settings.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ import sys
 
 # mallopt parameters (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 
-# Blocks up to this size come from the heap (glibc's largest allowed threshold on 64-bit systems) ...
-MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
-# ... and this much free memory at the heap's top is kept rather than returned to the system.
+# Every block comes from the heap (no mmap'd blocks at all), and this much free memory at the heap's top
+# is kept rather than returned to the system.
 TRIM_THRESHOLD_BYTES = 512 * 1024 * 1024
 
 
@@ -33,6 +34,4 @@ def keep_freed_memory() -> bool:
         libc.gnu_get_libc_version  # only glibc has it (and mallopt's parameters)
     except (OSError, AttributeError):
         return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
-    )
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
