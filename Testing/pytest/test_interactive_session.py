@@ -305,3 +305,28 @@ def test_batch_norm_region_pass_equals_the_whole_pass_inside_the_region(arrays):
         assert comparison.region_voxels == 12 * 8 * 8  # all 12 slices (the box spans k), 24 - 2 * 8 columns
         inside[norm] = comparison.inside_max_abs_difference
     assert inside["batch"] < 1e-5 and inside["instance"] > 1e-2
+
+
+@pytest.mark.parametrize("mode", ["region", "whole"])
+def test_a_positive_click_outside_the_mask_adds_the_part_found_from_no_memory(model, arrays, mode):
+    """``new_parts`` (the default): a positive click outside the mask also gets a pass from no memory, and that
+    pass's connected part holding the click is added; nothing else changes, and undo takes it back. Clicks inside
+    the mask, and negative ones, are refined as without it."""
+    plain = session_for(model, arrays, mode=mode, new_parts=False)
+    session = session_for(model, arrays, mode=mode)
+    initial = session.probability.copy()
+    k, j, i = np.argwhere(~session.mask)[len(np.argwhere(~session.mask)) // 2]
+    plain.add_click((i, j, k), True)
+    session.add_click((i, j, k), True)
+    added = session.probability > plain.probability
+    assert added.any()  # the pass from no memory found something beyond the plain refinement
+    assert (session.probability >= plain.probability).all()
+    labels, _ = ndimage.label(session.mask)
+    assert set(np.unique(labels[added & session.mask])) == {labels[k, j, i]} != {0}
+    session.undo()
+    assert np.array_equal(session.probability, initial)
+    for ijk, positive in [(np.argwhere(session.mask)[0][::-1], True), ((i, j, k), False)]:
+        plain, session = session_for(model, arrays, mode=mode, new_parts=False), session_for(model, arrays, mode=mode)
+        plain.add_click(tuple(ijk), positive)
+        session.add_click(tuple(ijk), positive)
+        assert np.array_equal(session.probability, plain.probability)

@@ -99,6 +99,9 @@ def register_refine(kinds: argparse._SubParsersAction) -> None:
                              "label (ablation)")
     refine.add_argument("--all-parts", dest="keep_largest", action="store_false",
                         help="keep every connected part of the automatic result, not only the largest (ablation)")
+    refine.add_argument("--no-new-parts", dest="new_parts", action="store_false",
+                        help="refine a positive click outside the mask from the current probability only, without the "
+                             "pass from no memory whose part around the click is added (ablation)")
     refine.add_argument("--crop", type=int, nargs=3, metavar=("K", "J", "I"),
                         help="crop size in voxels (default: the training default)")
     refine.add_argument("--cache", metavar="DIR", help="preprocessed-data cache folder")
@@ -127,7 +130,7 @@ def run_refine(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data)
 
     options = dict(max_clicks=args.max_clicks, protocol=args.protocol, mode=args.mode, seed=args.seed,
-                   honour_clicks=args.honour_clicks, keep_largest=args.keep_largest)
+                   honour_clicks=args.honour_clicks, keep_largest=args.keep_largest, new_parts=args.new_parts)
     if args.cross_validation:
         models = [load_click_model(group, device, flips=args.flips) for group in members]
         folds = ((model, _held_out_cases(args, dataset, model, k)) for k, model in enumerate(models))

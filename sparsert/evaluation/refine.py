@@ -55,9 +55,11 @@ def click_trajectory(
     seed: int = 0,
     honour_clicks: bool = True,
     keep_largest: bool = True,
+    new_parts: bool = True,
 ) -> Trajectory:
     session = RefinementSession(
         model, case.image, case.geometry, mode=mode, region=region, honour_clicks=honour_clicks, keep_largest=keep_largest,
+        new_parts=new_parts,
     )
     return session_trajectory(session, case.truth, case.case_id, max_clicks, protocol, seed)
 
@@ -141,6 +143,7 @@ def evaluate_cross_validation(
     seed: int = 0,
     honour_clicks: bool = True,
     keep_largest: bool = True,
+    new_parts: bool = True,
 ) -> dict:
     """Each fold's model on the cases that fold held out: the summary over all cases (see
     :func:`summarize`) with the per-case trajectories, JSON-ready, plus each fold's own summary under
@@ -151,6 +154,7 @@ def evaluate_cross_validation(
         trajectories = [
             click_trajectory(
                 model, case, max_clicks, protocol, mode, region, seed + len(everything) + n, honour_clicks, keep_largest,
+                new_parts,
             )
             for n, case in enumerate(cases)
         ]
@@ -159,7 +163,7 @@ def evaluate_cross_validation(
         everything += trajectories
     result = summarize(everything, max_clicks)
     result.update(
-        protocol=protocol, mode=mode, honour_clicks=honour_clicks, keep_largest=keep_largest,
+        protocol=protocol, mode=mode, honour_clicks=honour_clicks, keep_largest=keep_largest, new_parts=new_parts,
         cases=[t.__dict__ for t in everything], folds=per_fold,
     )
     return result

@@ -27,6 +27,12 @@ probability and a negative click only takes from it (the network's changes of th
 dropped), and after each refinement the ball of each click (the click map's radius) keeps the
 click's label, so a click always changes the mask where it was placed, even where the network would
 not follow it.
+
+A positive click outside the mask may mark a part the mask misses (a low-uptake tumour the automatic
+result missed whole, or a lobe of one). Given the current probability, stage 2 then adds little more
+than a ball around the click. With ``new_parts=True`` (the default) such a click is also refined from
+no memory (:data:`~sparsert.models.icr.NO_MEMORY`, the input stage 2 learnt from under mask dropout),
+and the connected part of that pass holding the click is added (the larger probability kept).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from sparsert.data.sts import GTV_COLOR
 from sparsert.errors import InputError
@@ -49,7 +56,7 @@ from sparsert.interactive.inference import (
 from sparsert.io.segmentation import Segment, Segmentation
 from sparsert.io.volume import Geometry, Volume, read_image, resample
 from sparsert.masks import largest_component
-from sparsert.models.icr import ClickModel, Ensemble
+from sparsert.models.icr import NO_MEMORY, ClickModel, Ensemble
 from sparsert.preprocessing.modalities import channels_on_grid, check_modalities
 
 MODES = ("region", "whole")
@@ -98,6 +105,7 @@ class RefinementSession:
         region: RegionSettings = RegionSettings(),
         honour_clicks: bool = True,
         keep_largest: bool = True,
+        new_parts: bool = True,
     ) -> None:
         """``channels`` (C, D, H, W) normalised, on ``geometry`` (the working grid); ``reference``
         is the grid of the output and of click indices (default: ``geometry``)."""
@@ -111,6 +119,7 @@ class RefinementSession:
         self.region = region
         self.honour_clicks = honour_clicks
         self.keep_largest = keep_largest
+        self.new_parts = new_parts
         self.geometry = geometry
         self.reference = reference if reference is not None else geometry
         self._image = torch.from_numpy(np.ascontiguousarray(channels, dtype=np.float32))[None].to(model_device(model))
@@ -236,7 +245,10 @@ class RefinementSession:
         start = time.perf_counter()
         clicks = self._clicks + [click]
         positive_map, negative_map = self._maps(clicks)
-        box, values = self._refine(click, positive_map, negative_map)
+        box, values = self._refine(click, positive_map, negative_map, probability)
+        if self.new_parts and click.positive and not inside:
+            _, fresh = self._refine(click, positive_map, negative_map, np.full_like(probability, NO_MEMORY))
+            values = np.maximum(values, _part_holding(fresh, tuple(k - b.start for k, b in zip(kji, box))))
         if self.honour_clicks:
             values = follow_click_sign(probability[box], values, click.positive)
             values = impose_clicks(values, box, clicks, self.geometry.spacing_kji, self.model.spec.click_radius_mm)
@@ -304,15 +316,25 @@ class RefinementSession:
         spec = self.model.spec
         return click_maps(self.geometry.shape, clicks, self.geometry.spacing_kji, spec.click_radius_mm, spec.click_sigma_mm)
 
-    def _refine(self, click: Click, positive: np.ndarray, negative: np.ndarray) -> tuple[Box, np.ndarray]:
+    def _refine(
+        self, click: Click, positive: np.ndarray, negative: np.ndarray, memory: np.ndarray
+    ) -> tuple[Box, np.ndarray]:
         if self.mode == "whole":
-            whole = refine_whole(self.model, self._image, self._probability, positive, negative)
+            whole = refine_whole(self.model, self._image, memory, positive, negative)
             return tuple(slice(0, n) for n in whole.shape), whole  # type: ignore[return-value]
         return refine_region(
-            self.model, self._image, self._probability, positive, negative,
-            click.kji, self.geometry.spacing_kji, self.region,
+            self.model, self._image, memory, positive, negative, click.kji, self.geometry.spacing_kji, self.region,
         )
 
     @staticmethod
     def _changed(step: _Step) -> int:
         return int(np.count_nonzero((step.before > THRESHOLD) != (step.after > THRESHOLD)))
+
+
+def _part_holding(probability: np.ndarray, kji: tuple[int, ...]) -> np.ndarray:
+    """``probability`` on the connected part of its mask that holds voxel ``kji``, 0 elsewhere (all 0
+    when that voxel is not in the mask)."""
+    labels, _ = ndimage.label(probability > THRESHOLD)
+    if not labels[kji]:
+        return np.zeros_like(probability)
+    return np.where(labels == labels[kji], probability, 0).astype(probability.dtype)

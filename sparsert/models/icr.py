@@ -30,6 +30,9 @@ from sparsert.models.scm import crop_back, pad_to_multiple
 
 CHECKPOINT_KIND = "click-refinement checkpoint"
 KINDS = ("initial", "two_stage", "deepgrow", "deepedit")
+# Stage 2's memory (previous probability) when there is none to give: what mask dropout feeds it in
+# training, and what a click on a part the mask misses is refined from (the refinement session).
+NO_MEMORY = 0.5
 
 
 @dataclass

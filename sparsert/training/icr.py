@@ -8,7 +8,7 @@ optimiser steps); one step is one optimiser update on one augmented case.
   probability, then 1..``max_interactions`` simulated clicks follow; *every* interaction is an
   optimiser step. The click is drawn from the current mask's errors (p proportional to the border
   distance); the network sees image + previous probability + click maps, where the previous
-  probability is replaced by 0.5 everywhere with probability ``mask_dropout`` (mask dropout).
+  probability is replaced by 0.5 (``NO_MEMORY``) everywhere with probability ``mask_dropout`` (mask dropout).
 - ``refine`` / ``deepgrow``: the DeepGrow protocol. One network on image + click maps only. Per
   sample, clicks are simulated with the network in the loop without gradients (the first from an
   empty mask, so a positive click inside the tumour), then *one* optimiser step on the final click set.
@@ -42,7 +42,7 @@ from sparsert.errors import InputError
 from sparsert.evaluation.refine import evaluate_refinement
 from sparsert.interactive.clicks import Click, click_maps, sample_click
 from sparsert.losses.completion import dense_bce_dice
-from sparsert.models.icr import ICRModel, ICRNetConfig, ICRSpec, load_icr_model
+from sparsert.models.icr import NO_MEMORY, ICRModel, ICRNetConfig, ICRSpec, load_icr_model
 from sparsert.training import distributed
 from sparsert.training.icr_data import ICRCase, ICRDataConfig, augmentation, load_icr_case
 from sparsert.training.optimisation import Optimisation, cosine
@@ -232,7 +232,7 @@ class Trainer:
                 break
             clicks.append(click)
             positive, negative = self._maps(truth_np.shape, clicks, spacing)
-            previous = torch.full_like(probability, 0.5) if rng.random() < c.mask_dropout else probability
+            previous = torch.full_like(probability, NO_MEMORY) if rng.random() < c.mask_dropout else probability
             loss, logits = self._update(image, truth, positive=positive, negative=negative, previous=previous)
             losses.append(loss)
             probability = torch.sigmoid(logits.detach().float())  # bf16 under autocast; numpy has no bf16
