@@ -30,9 +30,10 @@ not follow it.
 
 A positive click outside the mask may mark a part the mask misses (a low-uptake tumour the automatic
 result missed whole, or a lobe of one). Given the current probability, stage 2 then adds little more
-than a ball around the click. With ``new_parts=True`` (the default) such a click is also refined from
-no memory (:data:`~sparsert.models.icr.NO_MEMORY`, the input stage 2 learnt from under mask dropout),
-and the connected part of that pass holding the click is added (the larger probability kept).
+than a ball around the click. With ``new_parts=True`` (the default) a two-stage model also refines
+such a click from no memory (:data:`~sparsert.models.icr.NO_MEMORY`, the input stage 2 learnt from
+under mask dropout), and the connected part of that pass holding the click is added (the larger
+probability kept).
 """
 
 from __future__ import annotations
@@ -246,7 +247,7 @@ class RefinementSession:
         clicks = self._clicks + [click]
         positive_map, negative_map = self._maps(clicks)
         box, values = self._refine(click, positive_map, negative_map, probability)
-        if self.new_parts and click.positive and not inside:
+        if self.new_parts and self.model.uses_previous and click.positive and not inside:
             _, fresh = self._refine(click, positive_map, negative_map, np.full_like(probability, NO_MEMORY))
             values = np.maximum(values, _part_holding(fresh, tuple(k - b.start for k, b in zip(kji, box))))
         if self.honour_clicks:

@@ -180,6 +180,10 @@ class Ensemble:
     def can_refine(self) -> bool:
         return all(m.can_refine for m in self.members)
 
+    @property
+    def uses_previous(self) -> bool:
+        return any(m.uses_previous for m in self.members)
+
     def initial_probability(self, image: torch.Tensor) -> torch.Tensor:
         return self._average(ICRModel.initial_probability, image)
 
