@@ -5,8 +5,9 @@ most of them are fresh memory mappings, returned to the system when freed, so th
 again in page faults. Keeping freed memory in the heap for reuse removes that (on a 2-core virtual
 machine, completion of the largest validation case 1.4-1.7 s -> 1.1 s, the same masks). Blocks above
 glibc's largest mmap threshold (32 MB: a case's 11 dose channels are about 90 MB) come from the heap
-too (glibc's malloc falls back to mmap only where the heap cannot grow): mapped afresh, such a block sometimes took 0.3-0.9 s to fault in on a virtual machine that hands
-freed memory back to its host. Hosts that embed the package (Slicer) keep their own allocator settings.
+too (glibc's malloc falls back to mmap only where the heap cannot grow): mapped afresh, such a block
+sometimes took 0.3-0.9 s to fault in on a virtual machine that hands freed memory back to its host.
+Hosts that embed the package (Slicer) keep their own allocator settings.
 """
 
 from __future__ import annotations

@@ -315,7 +315,8 @@ def test_a_positive_click_outside_the_mask_adds_the_part_found_from_no_memory(mo
     plain = session_for(model, arrays, mode=mode, new_parts=False)
     session = session_for(model, arrays, mode=mode)
     initial = session.probability.copy()
-    k, j, i = np.argwhere(~session.mask)[len(np.argwhere(~session.mask)) // 2]
+    outside = np.argwhere(~session.mask)
+    k, j, i = outside[len(outside) // 2]
     plain.add_click((i, j, k), True)
     session.add_click((i, j, k), True)
     added = session.probability > plain.probability
