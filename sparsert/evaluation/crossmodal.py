@@ -115,8 +115,8 @@ def evaluate_crossmodal(
         summary[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "median": float(np.median(values))}
     settings = None if fine_tuning is None else {
         **vars(fine_tuning), "scribble_fraction": scribble_fraction, "scribble_seed": scribble_seed}
-    return {"n_cases": len(rows), "n_models": len(checkpoints), "cases_scored": which, "contexts": contexts, "precision": precision,
-            "fine_tuning": settings, "summary": summary, "cases": rows}
+    return {"n_cases": len(rows), "n_models": len(checkpoints), "cases_scored": which, "contexts": contexts,
+            "precision": precision, "fine_tuning": settings, "summary": summary, "cases": rows}
 
 
 def user_scribbles(case, slice_fraction: float, seed: int, body_threshold_hu: float) -> Segmentation:

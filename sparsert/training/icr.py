@@ -147,15 +147,15 @@ class Trainer:
         self.config = config
         self.device = device
         self.model = ICRModel(config.spec()).to(device)
-        trained = self.model.initial_net if config.stage == "initial" else self.model.refine_net
         if config.init and not resuming:
-            self._load_init(Path(config.init), trained)
+            self._load_init(Path(config.init))
         if config.stage == "refine" and config.style == "two_stage":
             if initial is not None:
                 self._load_stage1(initial)
             elif not resuming and not config.init:
                 raise InputError("training the two-stage refinement needs a trained stage-1 model (--initial RUN/best.pt)")
             self.model.initial_net.requires_grad_(False)
+        trained = self.model.initial_net if config.stage == "initial" else self.model.refine_net
         self.optimisation = Optimisation(self.model, config.lr, config.weight_decay, config.steps, trained.parameters(),
                                          average_decay=config.weight_average)
         self.train_step = distributed.wrap(self.model, step_loss, device, mixed_precision=config.mixed_precision)
@@ -167,7 +167,7 @@ class Trainer:
         if self.config.stage == "refine" and self.model.initial_net is not None:
             self.model.initial_net.eval()
 
-    def _load_init(self, path: Path, trained: torch.nn.Module) -> None:
+    def _load_init(self, path: Path) -> None:
         start = load_icr_model(path)
         spec = self.config.spec()
         if (start.spec.kind, start.spec.network, start.spec.modalities) != (spec.kind, spec.network, spec.modalities):
@@ -175,10 +175,8 @@ class Trainer:
                 f"init {path}: a '{start.spec.kind}' model on {', '.join(start.spec.modalities)}; this training needs a "
                 f"'{spec.kind}' model on {', '.join(spec.modalities)} with the same network settings"
             )
-        source = start.initial_net if self.config.stage == "initial" else start.refine_net
-        trained.load_state_dict(source.state_dict())
-        if spec.kind == "two_stage":
-            self.model.initial_net.load_state_dict(start.initial_net.state_dict())
+        # The same kind and network have the same networks: a two-stage file brings its stage 1 as well.
+        self.model.load_state_dict(start.state_dict())
 
     def _load_stage1(self, path: Path) -> None:
         stage1 = load_icr_model(path)
